@@ -1,0 +1,34 @@
+"""sqlsessions: AI-agent conversation sessions persisted in PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
+from sqlsessions.errors import (
+    ConflictError,
+    InvalidInputError,
+    SchemaNotReadyError,
+    SessionNotFoundError,
+    SqlSessionsError,
+    StorageError,
+)
+from sqlsessions.migrate import migrate
+from sqlsessions.models import Message, Role, Session, ToolCall, ToolFunction
+from sqlsessions.store import Store
+
+__all__ = [
+    "DEFAULT_SESSION_TTL",
+    "ConflictError",
+    "InvalidInputError",
+    "Message",
+    "Role",
+    "SchemaNotReadyError",
+    "Session",
+    "SessionNotFoundError",
+    "SqlSessionsError",
+    "StorageError",
+    "Store",
+    "StoreConfig",
+    "ToolCall",
+    "ToolFunction",
+    "migrate",
+]

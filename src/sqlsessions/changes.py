@@ -1,0 +1,150 @@
+"""What a save must write: the difference between a session and its stored snapshot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlsessions.errors import InvalidInputError
+from sqlsessions.models import Message, Session
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What the database holds for a session, as of one version (never mutated).
+
+    `messages` and `seqs` are parallel lists; `metadata_json` maps each key to its
+    value's canonical JSON text, so changes are detected exactly (1, 1.0 and true differ).
+    """
+
+    session_id: str
+    agent_id: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    version: int
+    rewrite_version: int
+    last_seq: int
+    seqs: list[int]
+    messages: list[Message]
+    metadata_json: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SavePlan:
+    """The rows one save writes.
+
+    Messages kept are the stored seqs in [keep_from, keep_to]; everything outside that
+    range is deleted when `delete_outside` is set. `new_messages` are inserted after
+    `last_seq`.
+    """
+
+    delete_outside: bool
+    keep_from: int
+    keep_to: int
+    kept: int
+    new_messages: list[Message]
+    metadata_upserts: dict[str, str]
+    metadata_deletes: list[str]
+    rewrites: bool
+    """True when this save does more than append (the cache cannot catch up by appending)."""
+
+
+def metadata_as_json(metadata: dict[str, Any]) -> dict[str, str]:
+    """Each metadata value as canonical JSON text; InvalidInputError names a bad key or value."""
+    if not isinstance(metadata, dict):
+        raise InvalidInputError("metadata", "must be a dict of string keys to JSON values")
+    encoded: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or "\x00" in key:
+            raise InvalidInputError("metadata key", f"{key!r} must be a non-empty string without NUL")
+        try:
+            text = json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
+            text.encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"metadata[{key}]", f"not a JSON value: {exc}") from exc
+        if "\\u0000" in text:
+            raise InvalidInputError(f"metadata[{key}]", "NUL characters cannot be stored")
+        encoded[key] = text
+    return encoded
+
+
+def check_new_messages(new_messages: list[Message], offset: int) -> None:
+    """Reject anything in the message list that is not a Message."""
+    for position, message in enumerate(new_messages, start=offset):
+        if not isinstance(message, Message):
+            raise InvalidInputError(
+                f"messages[{position}]", f"must be a Message, not {type(message).__name__}"
+            )
+
+
+def _common_prefix(old: list[Message], start: int, current: list[Message]) -> int:
+    limit = min(len(old) - start, len(current))
+    if old[start : start + limit] == current[:limit]:
+        return limit
+    n = 0
+    while n < limit and old[start + n] == current[n]:
+        n += 1
+    return n
+
+
+def _kept_window(old: list[Message], current: list[Message]) -> tuple[int, int]:
+    """(k, j): the stored messages old[k:k+j] that open the current list unchanged."""
+    n_old = len(old)
+    if current[:n_old] == old:  # unchanged or appended to: the hot path, compared in C
+        return 0, n_old
+    if not current or not old:
+        return 0, 0
+    dropped = n_old - len(current)
+    if dropped > 0 and current == old[dropped:]:  # trim
+        return dropped, len(current)
+    best = (0, _common_prefix(old, 0, current))
+    first = current[0]
+    for k, message in enumerate(old):
+        if k and (message is first or message == first):
+            j = _common_prefix(old, k, current)
+            if j > best[1]:
+                best = (k, j)
+            if k + j == n_old:
+                break
+    return best
+
+
+def plan_save(state: StoredState, session: Session) -> SavePlan:
+    """The minimal writes that turn `state` into `session`."""
+    current = session.messages
+    if not isinstance(current, list):
+        raise InvalidInputError("messages", "must be a list of Message")
+    k, j = _kept_window(state.messages, current)
+    new_messages = current[j:]
+    check_new_messages(new_messages, j)
+    n_old = len(state.messages)
+    delete_outside = not (k == 0 and j == n_old)
+    if j:
+        keep_from, keep_to = state.seqs[k], state.seqs[k + j - 1]
+    else:
+        keep_from, keep_to = state.last_seq + 1, state.last_seq  # an empty range: drop all
+    metadata_json = metadata_as_json(session.metadata)
+    upserts = {
+        key: text for key, text in metadata_json.items() if state.metadata_json.get(key) != text
+    }
+    deletes = [key for key in state.metadata_json if key not in metadata_json]
+    rewrites = (
+        delete_outside
+        or bool(upserts)
+        or bool(deletes)
+        or session.agent_id != state.agent_id
+        or session.created_at != state.created_at
+    )
+    return SavePlan(
+        delete_outside=delete_outside,
+        keep_from=keep_from,
+        keep_to=keep_to,
+        kept=j,
+        new_messages=new_messages,
+        metadata_upserts=upserts,
+        metadata_deletes=deletes,
+        rewrites=rewrites,
+    )

@@ -1,0 +1,110 @@
+"""Engines for the store: driver choice, SQLite pragmas and transaction mode, error wrapping."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sqlsessions.config import StoreConfig, mask_password, normalize_url
+from sqlsessions.errors import SqlSessionsError, StorageError
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+RETRY_BUDGET_SECONDS = 30.0
+"""How long an operation keeps retrying a locked SQLite database or a PostgreSQL deadlock."""
+
+
+def create_sync_engine(config: StoreConfig) -> Engine:
+    """A pooled engine for `config.url` (psycopg or sqlite3)."""
+    url = normalize_url(config.url)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+    options.update(config.engine_options)
+    engine = create_engine(url, **options)
+    _configure(engine, config)
+    return engine
+
+
+def create_asyncio_engine(config: StoreConfig) -> AsyncEngine:
+    """A pooled asyncio engine for `config.url` (psycopg async or aiosqlite)."""
+    url = normalize_url(config.url, asynchronous=True)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+    options.update(config.engine_options)
+    engine = create_async_engine(url, **options)
+    _configure(engine.sync_engine, config)
+    return engine
+
+
+def _configure(engine: Engine, config: StoreConfig) -> None:
+    if config.schema is not None and engine.dialect.name == "postgresql":
+        engine.update_execution_options(schema_translate_map={None: config.schema})
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, and BEGIN IMMEDIATE for writes so writers queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get("sqlsessions_writes", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error raised by SQLAlchemy or a database driver (to be wrapped, never leaked)."""
+    module = type(exc).__module__.split(".")[0]
+    return isinstance(exc, SQLAlchemyError) or module in {"psycopg", "sqlite3", "aiosqlite"}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A transient contention error worth retrying the whole operation for."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    message = str(exc.orig).lower()
+    return (
+        "database is locked" in message
+        or "database table is locked" in message
+        or "deadlock detected" in message
+        or "could not serialize access" in message
+    )
+
+
+def retry_delays() -> Iterator[float]:
+    """Backoff delays (jittered, growing to 0.5 s) until the retry budget is spent."""
+    deadline = time.monotonic() + RETRY_BUDGET_SECONDS
+    delay = 0.005
+    while time.monotonic() < deadline:
+        yield delay * (0.5 + random.random())
+        delay = min(delay * 2, 0.5)
+
+
+def wrap_error(exc: BaseException, url: URL) -> SqlSessionsError:
+    """A driver or SQLAlchemy error as a StorageError whose text never shows the password."""
+    if isinstance(exc, SqlSessionsError):
+        return exc
+    detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+    if isinstance(exc, SQLAlchemyError):
+        detail = detail.split("\n(Background on this error")[0]
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    return StorageError(f"database error on {mask_password(url)}: {type(exc).__name__}: {detail}")

@@ -1,0 +1,596 @@
+"""Domain models: Role, ToolFunction, ToolCall, Message and Session (pydantic v2, no database).
+
+The JSON form is the one the Go `sessions` package writes and reads:
+
+* ``Message``: keys ``role``, ``content`` (always written), ``name``, ``tool_call_id`` and
+  ``tool_calls`` (omitted when empty);
+* ``Session``: keys ``id``, ``agent_id`` (omitted when empty), ``messages`` (always written),
+  ``created_at``, ``updated_at`` (RFC 3339, UTC, like Go's RFC3339Nano) and ``metadata``
+  (omitted when empty).
+
+``ToolFunction``, ``ToolCall`` and ``Message`` are immutable values (frozen, hashable, equal by
+value). Change a message by replacing it with a validated copy::
+
+    s.messages[3] = s.messages[3].replace(content="x")
+
+Every construction or load path raises :class:`~sqlsessions.errors.InvalidInputError` naming the
+offending field (``content``, ``messages[3].content``, ``metadata[channel]``...), never
+pydantic's ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import (
+    PrivateAttr,
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import Self
+
+from sqlsessions.errors import InvalidInputError
+
+__all__ = [
+    "MAX_SESSION_ID_LENGTH",
+    "check_session_id",
+    "Message",
+    "Role",
+    "Session",
+    "ToolCall",
+    "ToolFunction",
+    "format_timestamp",
+    "parse_timestamp",
+]
+
+MAX_SESSION_ID_LENGTH = 255
+"""The longest session id accepted, in characters."""
+
+_UTC = timezone.utc
+
+
+def _now() -> datetime:
+    """The current time, timezone-aware UTC (the one clock every method bumps with)."""
+    return datetime.now(_UTC)
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as PostgreSQL text, or None when it can."""
+    if "\x00" in value:
+        return "contains a NUL character (\\x00), which PostgreSQL text cannot store"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (it contains a lone surrogate)"
+    return None
+
+
+def _invalid(reason: str, field: str | None = None) -> PydanticCustomError:
+    """A pydantic error that becomes InvalidInputError(field or its location, reason)."""
+    ctx: dict[str, Any] = {"reason": reason}
+    if field is not None:
+        ctx["field"] = field
+    return PydanticCustomError("invalid_input", "{reason}", ctx)
+
+
+def _check_text(value: str) -> str:
+    problem = _text_problem(value)
+    if problem is not None:
+        raise _invalid(problem)
+    return value
+
+
+_Text = Annotated[StrictStr, AfterValidator(_check_text)]
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    """('messages', 3, 'content') -> 'messages[3].content'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _to_invalid_input(exc: ValidationError, root: str) -> InvalidInputError:
+    """The first error of a pydantic ValidationError as an InvalidInputError."""
+    errors = exc.errors(include_url=False)
+    if not errors:  # pragma: no cover - pydantic always reports at least one error
+        return InvalidInputError(root, str(exc))
+    first = errors[0]
+    ctx = first.get("ctx") or {}
+    field = ctx.get("field")
+    if not isinstance(field, str):
+        field = "json" if first["type"] == "json_invalid" else (_dotted(first["loc"]) or root)
+    if "reason" in ctx:
+        reason = str(ctx["reason"])
+    elif isinstance(ctx.get("error"), InvalidInputError):
+        reason = ctx["error"].reason
+    else:
+        reason = first["msg"]
+    return InvalidInputError(field, reason)
+
+
+class _Model(BaseModel):
+    """Shared base: every construction / validation raises InvalidInputError."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _to_invalid_input(exc, type(self).__name__.lower()) from exc
+
+    # Tell pydantic this __init__ only wraps BaseModel's (as RootModel does), so nested models
+    # are validated by pydantic-core directly and errors keep their location.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate a Python object; raises InvalidInputError naming the field."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise _to_invalid_input(exc, cls.__name__.lower()) from exc
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate a JSON document; raises InvalidInputError (field "json" if it is not JSON)."""
+        try:
+            return super().model_validate_json(json_data, *args, **kwargs)
+        except ValidationError as exc:
+            raise _to_invalid_input(exc, cls.__name__.lower()) from exc
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate string data; raises InvalidInputError naming the field."""
+        try:
+            return super().model_validate_strings(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise _to_invalid_input(exc, cls.__name__.lower()) from exc
+
+
+class _Value(_Model):
+    """Shared base of the immutable value models (frozen, hashable, equal by value)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def replace(self, **changes: Any) -> Self:
+        """A validated copy with `changes` applied (the way to edit an immutable value).
+
+        Raises InvalidInputError for an unknown field name or an invalid new value.
+        """
+        fields = type(self).model_fields
+        for name in changes:
+            if name not in fields:
+                raise InvalidInputError(name, f"{type(self).__name__} has no such field")
+        data = {name: getattr(self, name) for name in fields}
+        data.update(changes)
+        return type(self).model_validate(data)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """Like pydantic's, but an `update` is validated (same as :meth:`replace`)."""
+        if update:
+            return self.replace(**update)
+        return super().model_copy(deep=deep)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise InvalidInputError(
+            name, f"{type(self).__name__} is immutable; make a changed copy with .replace()"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise InvalidInputError(
+            name, f"{type(self).__name__} is immutable; make a changed copy with .replace()"
+        )
+
+
+# --------------------------------------------------------------------------- values
+
+
+class Role(str, Enum):
+    """Who wrote a message; a str, so ``Role.USER == "user"``."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+_ROLE_NAMES = ", ".join(role.value for role in Role)
+
+
+def _coerce_role(value: Any) -> Role:
+    if isinstance(value, Role):
+        return value
+    if isinstance(value, str):
+        try:
+            return Role(value)
+        except ValueError:
+            raise _invalid(f"unknown role {value!r}; expected one of {_ROLE_NAMES}") from None
+    raise _invalid(f"must be a string, one of {_ROLE_NAMES}; got {type(value).__name__}")
+
+
+_Role = Annotated[Role, BeforeValidator(_coerce_role)]
+
+
+class ToolFunction(_Value):
+    """The function a tool call invokes; `arguments` is a JSON document kept as a string."""
+
+    name: _Text
+    arguments: _Text
+
+
+class ToolCall(_Value):
+    """A tool call requested by an assistant message."""
+
+    id: _Text
+    type: _Text = "function"
+    function: ToolFunction
+
+
+class Message(_Value):
+    """One message of a conversation (immutable; edit with :meth:`replace`).
+
+    ``name`` and ``tool_call_id`` given as ``""`` and ``tool_calls`` given as ``[]`` are stored
+    as None, as they are omitted from JSON either way; a list of tool calls is kept as a tuple.
+    """
+
+    role: _Role
+    content: _Text = ""
+    name: _Text | None = None
+    tool_call_id: _Text | None = None
+    tool_calls: tuple[ToolCall, ...] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _null_content_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("name", "tool_call_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("tool_calls", mode="before")
+    @classmethod
+    def _no_calls_is_none(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+            return None
+        return value
+
+    @model_serializer(mode="wrap")
+    def _go_form(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if info.mode_is_json():
+            for key in ("name", "tool_call_id", "tool_calls"):
+                if not data.get(key):
+                    data.pop(key, None)
+        return data
+
+
+# --------------------------------------------------------------------------- timestamps
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
+)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp as Go writes it into an aware UTC datetime.
+
+    Accepts nanosecond fractions (truncated to microseconds), ``Z`` and ``±HH:MM`` offsets;
+    a timestamp without an offset is taken as UTC. Raises ValueError when `text` is not one.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    fraction = match.group(7) or ""
+    microsecond = int((fraction[:6]).ljust(6, "0"))
+    tz = _UTC
+    if match.group(9) is not None:
+        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
+        if offset >= timedelta(hours=24):
+            raise ValueError(f"offset out of range in {text!r}")
+        tz = timezone(-offset if match.group(9) == "-" else offset)
+    try:
+        value = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tz)
+        return value.astimezone(_UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not a valid timestamp: {text!r} ({exc})") from None
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format like Go's RFC3339Nano in UTC: ``2026-11-24T21:59:03.1234Z`` (naive means UTC)."""
+    value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+    text = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
+    if value.microsecond:
+        text += "." + f"{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _timestamp_in(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = parse_timestamp(value)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+    else:
+        raise _invalid(
+            f"must be an RFC 3339 timestamp string or a datetime, not {type(value).__name__}"
+        )
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=_UTC)
+    try:
+        return moment.astimezone(_UTC)
+    except OverflowError:
+        raise _invalid("is out of range once converted to UTC") from None
+
+
+_Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp_in),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+]
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _json_value_problem(value: Any) -> str | None:
+    """Why `value` is not a JSON value that round-trips and fits in PostgreSQL, or None."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except TypeError as exc:
+        return f"is not JSON-serialisable: {exc}"
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            return "contains NaN or Infinity, which JSON cannot represent"
+        return f"is not a JSON value: {exc}"
+    except RecursionError:
+        return "is nested too deeply to be written as JSON"
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem is not None:
+                return f"holds a string that {problem}"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    return f"holds an object key that is not a string: {key!r}"
+                stack.append(key)
+                stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
+
+
+def _metadata_problem(key: Any, value: Any) -> tuple[str, str] | None:
+    """(field, reason) when a metadata entry is not valid, else None."""
+    if not isinstance(key, str):
+        return "metadata key", f"must be a string, not {type(key).__name__}"
+    if not key:
+        return "metadata key", "must not be empty"
+    problem = _text_problem(key)
+    if problem is not None:
+        return "metadata key", problem
+    problem = _json_value_problem(value)
+    if problem is not None:
+        return f"metadata[{key}]", problem
+    return None
+
+
+# --------------------------------------------------------------------------- session
+
+
+def check_session_id(value: Any, field: str = "session_id") -> str:
+    """`value` if it is a valid session id, else InvalidInputError naming `field`."""
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidInputError(field, "must not be empty")
+    if len(value) > MAX_SESSION_ID_LENGTH:
+        raise InvalidInputError(
+            field, f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})"
+        )
+    problem = _text_problem(value)
+    if problem is not None:
+        raise InvalidInputError(field, problem)
+    return value
+
+
+class Session(_Model):
+    """A conversation session: messages plus metadata, with the Go package's methods.
+
+    Mutable; every changing method bumps ``updated_at``. ``metadata`` is a plain dict whose
+    values must be JSON values; treat nested values as values (they are stored as given, not
+    copied). JSON lists in metadata load back as lists (a tuple does not round-trip as a tuple).
+    """
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+
+    id: _Text
+    agent_id: _Text = ""
+    messages: list[Message] = Field(default_factory=list)
+    created_at: _Timestamp = Field(default_factory=_now)
+    updated_at: _Timestamp = Field(default_factory=_now)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    # Opaque to the domain: the store attaches what it last read or wrote for this object,
+    # so that a save writes only the difference (and detects concurrent writers).
+    _stored: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timestamps(cls, data: Any) -> Any:
+        """Missing (or null) timestamps: the other one if given, else one shared `now`."""
+        if not isinstance(data, dict):
+            return data
+        created, updated = data.get("created_at"), data.get("updated_at")
+        if created is not None and updated is not None:
+            return data
+        data = dict(data)
+        if created is None and updated is None:
+            data["created_at"] = data["updated_at"] = _now()
+            return data
+        given = created if created is not None else updated
+        try:
+            default = _timestamp_in(given)
+        except PydanticCustomError:  # the given one fails validation under its own name
+            default = _now()
+        data["created_at" if created is None else "updated_at"] = default
+        return data
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not value:
+            raise _invalid("must not be empty")
+        if len(value) > MAX_SESSION_ID_LENGTH:
+            raise _invalid(f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})")
+        return value
+
+    @field_validator("agent_id", mode="before")
+    @classmethod
+    def _null_agent_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _null_messages_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _check_metadata(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise _invalid(f"must be a mapping of string keys, not {type(value).__name__}")
+        for key, inner in value.items():
+            problem = _metadata_problem(key, inner)
+            if problem is not None:
+                raise _invalid(problem[1], field=problem[0])
+        return dict(value)
+
+    @model_serializer(mode="wrap")
+    def _go_form(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if info.mode_is_json():
+            for key in ("agent_id", "metadata"):
+                if not data.get(key):
+                    data.pop(key, None)
+        return data
+
+    # -- construction and JSON
+
+    @classmethod
+    def new(cls, id: str, agent_id: str = "") -> Self:
+        """A new session (Go's NewSession): no messages, no metadata, both timestamps now."""
+        now = _now()
+        return cls(id=id, agent_id=agent_id, created_at=now, updated_at=now)
+
+    def to_json(self) -> str:
+        """The session as compact JSON in the Go package's form (same as model_dump_json())."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, data: str | bytes | bytearray) -> Self:
+        """Load a session from JSON in the Go package's form; raises InvalidInputError."""
+        return cls.model_validate_json(data)
+
+    # -- messages
+
+    def _bump(self) -> None:
+        self.updated_at = _now()
+
+    def _append(self, message: Message) -> Message:
+        self.messages.append(message)
+        self._bump()
+        return message
+
+    def add_message(self, role: Role | str, content: str) -> Message:
+        """Append a message and bump updated_at; returns the new message."""
+        return self._append(Message(role=role, content=content))
+
+    def add_message_with_tool_calls(
+        self, role: Role | str, content: str, tool_calls: Sequence[ToolCall] | None
+    ) -> Message:
+        """Append a message carrying tool calls and bump updated_at; returns the new message."""
+        calls = None if tool_calls is None else tuple(tool_calls)
+        return self._append(Message(role=role, content=content, tool_calls=calls))
+
+    def add_tool_result(self, tool_call_id: str, content: str) -> Message:
+        """Append a `tool` message answering `tool_call_id` and bump updated_at."""
+        return self._append(Message(role=Role.TOOL, content=content, tool_call_id=tool_call_id))
+
+    def get_messages(self) -> list[Message]:
+        """A new list of the messages (changing it does not change the session)."""
+        return list(self.messages)
+
+    def clear(self) -> None:
+        """Drop every message and bump updated_at."""
+        self.messages = []
+        self._bump()
+
+    def trim(self, n: int) -> None:
+        """Keep only the last `n` messages (all of them if there are fewer); bump updated_at."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise InvalidInputError("n", f"must be an integer, not {type(n).__name__}")
+        if n < 0:
+            raise InvalidInputError("n", f"must not be negative ({n})")
+        self.messages = self.messages[max(0, len(self.messages) - n) :] if n else []
+        self._bump()
+
+    # -- metadata
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Set a metadata entry (`value` must be a JSON value) and bump updated_at."""
+        problem = _metadata_problem(key, value)
+        if problem is not None:
+            raise InvalidInputError(*problem)
+        self.metadata[key] = value
+        self._bump()
+
+    def get_metadata(self, key: str) -> tuple[Any, bool]:
+        """(value, True) if `key` is set, else (None, False)."""
+        if key in self.metadata:
+            return self.metadata[key], True
+        return None, False

@@ -1,0 +1,392 @@
+"""The store's behaviour, written once for the sync and the async store.
+
+Each operation is a generator that yields `(statement, parameters)` steps and receives
+each step's result; it knows nothing of how statements are executed. `Store` drives
+these generators on a Connection, `AsyncStore` on an AsyncConnection, each inside one
+transaction per operation. Cache, TTL and conflict rules therefore exist only here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Executable
+
+from sqlsessions import statements as sql
+from sqlsessions.changes import StoredState, check_new_messages, metadata_as_json, plan_save
+from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
+from sqlsessions.models import Session, check_session_id
+
+T = TypeVar("T")
+
+Step = tuple[Executable, "dict[str, Any] | list[dict[str, Any]] | None"]
+Steps = Generator[Step, Any, T]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Transaction:
+    """Hooks an operation registers to run only once its transaction has committed."""
+
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        self.on_commit.append(action)
+
+    def committed(self) -> None:
+        for action in self.on_commit:
+            action()
+
+
+@dataclass(frozen=True)
+class Operation(Generic[T]):
+    """A unit of work: its steps, run in one transaction (`writes` picks SQLite's BEGIN IMMEDIATE)."""
+
+    steps: Callable[[Transaction], Steps[T]]
+    writes: bool = False
+
+
+def drive_sync(steps: Steps[T], execute: Callable[..., Any]) -> T:
+    """Run `steps` to completion, executing each step with `execute(statement, params)`."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(execute(*step))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def state_of(session: Session) -> StoredState | None:
+    """The stored snapshot a session object was loaded or last saved at, if any."""
+    state = session._stored
+    if isinstance(state, StoredState) and state.session_id == session.id:
+        return state
+    return None
+
+
+def session_from_state(state: StoredState) -> Session:
+    """A new Session object holding exactly what `state` describes."""
+    session = Session.model_construct(
+        id=state.session_id,
+        agent_id=state.agent_id,
+        messages=list(state.messages),
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        metadata={key: json.loads(text) for key, text in state.metadata_json.items()},
+    )
+    session._stored = state
+    return session
+
+
+class StoreCore:
+    """Cache, TTL and concurrency rules, as operations any executor can run."""
+
+    def __init__(self, dialect: str, ttl: timedelta | None, cache: bool = True) -> None:
+        self.dialect = dialect
+        self.ttl = ttl
+        self.cache_enabled = cache
+        self._cache: dict[str, StoredState] = {}
+        self._insert_session = sql.insert_session_if_absent(dialect)
+        self._upsert_metadata = sql.upsert_metadata(dialect)
+
+    # --- cache ------------------------------------------------------------------------
+
+    def clear_cache(self) -> None:
+        """Forget every cached session (storage is untouched)."""
+        self._cache.clear()
+
+    def _remember(self, state: StoredState) -> None:
+        if self.cache_enabled:
+            self._cache[state.session_id] = state
+
+    def _forget(self, session_id: str) -> None:
+        self._cache.pop(session_id, None)
+
+    def expiry(self, now: datetime) -> datetime | None:
+        return None if self.ttl is None else now + self.ttl
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, session_id: str, *, create: bool) -> Operation[Session]:
+        """Load a live session; when absent, create it (`create`) or raise SessionNotFoundError."""
+        check_session_id(session_id)
+
+        def steps(tx: Transaction) -> Steps[Session]:
+            now = utcnow()
+            state = yield from self._load_state(session_id, now)
+            if state is None:
+                if not create:
+                    raise SessionNotFoundError(session_id)
+                state = yield from self._create_empty(session_id, now)
+            tx.after_commit(lambda: self._remember(state))
+            return session_from_state(state)
+
+        return Operation(steps)
+
+    def _load_state(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
+        cached = self._cache.get(session_id)
+        if cached is not None:
+            head = (yield sql.select_session_head, {"sid": session_id, "now": now}).first()
+            if head is None:
+                self._forget(session_id)
+                return None
+            if head.version == cached.version:
+                return replace(cached, expires_at=head.expires_at)
+            if head.rewrite_version <= cached.version:
+                return (yield from self._catch_up(cached, head))
+        return (yield from self._load_full(session_id, now))
+
+    def _load_full(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
+        row = (yield sql.select_live_session, {"sid": session_id, "now": now}).first()
+        if row is None:
+            return None
+        seqs, messages = yield from self._messages_after(session_id, 0)
+        metadata_rows = (yield sql.select_metadata, {"sid": session_id}).all()
+        return StoredState(
+            session_id=session_id,
+            agent_id=row.agent_id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            expires_at=row.expires_at,
+            version=row.version,
+            rewrite_version=row.rewrite_version,
+            last_seq=row.last_seq,
+            seqs=seqs,
+            messages=messages,
+            metadata_json=metadata_as_json(dict(metadata_rows)),
+        )
+
+    def _messages_after(self, session_id: str, after_seq: int) -> Steps[tuple[list[int], list[Any]]]:
+        params = {"sid": session_id, "after_seq": after_seq}
+        rows = (yield sql.select_messages_after, params).all()
+        call_rows = (yield sql.select_tool_calls_after, params).all() if rows else []
+        return sql.messages_from_rows(rows, call_rows)
+
+    def _catch_up(self, cached: StoredState, head: Any) -> Steps[StoredState]:
+        """Only appends happened since `cached`: fetch just the new messages."""
+        seqs, messages = yield from self._messages_after(cached.session_id, cached.last_seq)
+        return replace(
+            cached,
+            updated_at=head.updated_at,
+            expires_at=head.expires_at,
+            version=head.version,
+            rewrite_version=head.rewrite_version,
+            last_seq=head.last_seq,
+            seqs=cached.seqs + seqs,
+            messages=cached.messages + messages,
+        )
+
+    def _create_empty(self, session_id: str, now: datetime) -> Steps[StoredState]:
+        state = StoredState(
+            session_id=session_id,
+            agent_id="",
+            created_at=now,
+            updated_at=now,
+            expires_at=self.expiry(now),
+            version=1,
+            rewrite_version=1,
+            last_seq=0,
+            seqs=[],
+            messages=[],
+        )
+        created = yield from self._insert_state(state, now)
+        if not created:  # a concurrent writer created it first: use theirs
+            loaded = yield from self._load_full(session_id, now)
+            if loaded is None:
+                raise ConflictError(f"session {session_id!r} was created and removed concurrently")
+            return loaded
+        return state
+
+    def _insert_state(self, state: StoredState, now: datetime) -> Steps[bool]:
+        """Insert a new session row unless a live one exists (an expired one is replaced)."""
+        yield sql.delete_expired_session, {"sid": state.session_id, "now": now}
+        params = sql.session_row_params(
+            state.session_id,
+            agent_id=state.agent_id,
+            created_at=state.created_at,
+            updated_at=state.updated_at,
+            expires_at=state.expires_at,
+            version=state.version,
+            rewrite_version=state.rewrite_version,
+            last_seq=state.last_seq,
+            message_count=len(state.messages),
+        )
+        inserted = (yield self._insert_session, params).first()
+        return inserted is not None
+
+    def list_ids(self) -> Operation[list[str]]:
+        """The ids of every live session."""
+
+        def steps(tx: Transaction) -> Steps[list[str]]:
+            rows = (yield sql.select_live_ids, {"now": utcnow()}).all()
+            return [row.id for row in rows]
+
+        return Operation(steps)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def save(self, session: Session) -> Operation[None]:
+        """Write what changed since `session` was loaded; ConflictError if someone else wrote."""
+        if not isinstance(session, Session):
+            raise InvalidInputError("session", f"must be a Session, not {type(session).__name__}")
+        check_session_id(session.id)
+
+        def steps(tx: Transaction) -> Steps[None]:
+            now = utcnow()
+            state = state_of(session)
+            if state is None:
+                new_state = yield from self._save_new(session, now)
+            else:
+                new_state = yield from self._save_changes(state, session, now)
+
+            def publish() -> None:
+                session._stored = new_state
+                self._remember(new_state)
+
+            tx.after_commit(publish)
+
+        return Operation(steps, writes=True)
+
+    def _save_new(self, session: Session, now: datetime) -> Steps[StoredState]:
+        messages = list(session.messages)
+        check_new_messages(messages, 0)
+        metadata_json = metadata_as_json(session.metadata)
+        count = len(messages)
+        state = StoredState(
+            session_id=session.id,
+            agent_id=session.agent_id,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+            expires_at=self.expiry(now),
+            version=1,
+            rewrite_version=1,
+            last_seq=count,
+            seqs=list(range(1, count + 1)),
+            messages=messages,
+            metadata_json=metadata_json,
+        )
+        if not (yield from self._insert_state(state, now)):
+            raise ConflictError(
+                f"session {session.id!r} already exists and this Session object was not loaded "
+                "from the store: load it with store.get(), apply your changes, and save that"
+            )
+        yield from self._insert_messages(session.id, 1, messages, now)
+        yield from self._write_metadata(session.id, metadata_json, [])
+        return state
+
+    def _save_changes(self, state: StoredState, session: Session, now: datetime) -> Steps[StoredState]:
+        plan = plan_save(state, session)
+        version = state.version + 1
+        last_seq = state.last_seq + len(plan.new_messages)
+        expires_at = self.expiry(now)
+        params = sql.session_row_params(
+            session.id,
+            agent_id=session.agent_id,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+            expires_at=expires_at,
+            version=version,
+            rewrite_version=version if plan.rewrites else state.rewrite_version,
+            last_seq=last_seq,
+            message_count=plan.kept + len(plan.new_messages),
+        )
+        update_params = {f"v_{name}": params[name] for name in sql.SESSION_WRITE_COLUMNS}
+        update_params.update(
+            sid=session.id,
+            expected_version=state.version,
+            expected_created_at=state.created_at,
+            now=now,
+        )
+        result = yield sql.update_session_checked, update_params
+        if result.rowcount != 1:
+            raise ConflictError(
+                f"session {session.id!r} was changed, deleted or expired since it was loaded "
+                f"at version {state.version}; nothing was written. Load it again with "
+                "store.get(), re-apply your change, and save; for pure appends use store.append()"
+            )
+        if plan.delete_outside:
+            yield sql.delete_messages_outside, {
+                "sid": session.id,
+                "keep_from": plan.keep_from,
+                "keep_to": plan.keep_to,
+            }
+        yield from self._insert_messages(session.id, state.last_seq + 1, plan.new_messages, now)
+        yield from self._write_metadata(session.id, plan.metadata_upserts, plan.metadata_deletes)
+        kept_from = next(
+            (i for i, seq in enumerate(state.seqs) if seq >= plan.keep_from), len(state.seqs)
+        )
+        kept_seqs = state.seqs[kept_from : kept_from + plan.kept]
+        metadata_json = {k: v for k, v in state.metadata_json.items() if k not in plan.metadata_deletes}
+        metadata_json.update(plan.metadata_upserts)
+        return StoredState(
+            session_id=session.id,
+            agent_id=session.agent_id,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+            expires_at=expires_at,
+            version=version,
+            rewrite_version=params["rewrite_version"],
+            last_seq=last_seq,
+            seqs=kept_seqs + list(range(state.last_seq + 1, last_seq + 1)),
+            messages=list(session.messages),
+            metadata_json=metadata_json,
+        )
+
+    def _insert_messages(
+        self, session_id: str, first_seq: int, messages: list[Any], now: datetime
+    ) -> Steps[None]:
+        if not messages:
+            return
+        rows, call_rows = sql.message_rows(session_id, first_seq, messages, now)
+        yield sql.insert_message, rows
+        if call_rows:
+            yield sql.insert_tool_call, call_rows
+
+    def _write_metadata(
+        self, session_id: str, upserts: dict[str, str], deletes: list[str]
+    ) -> Steps[None]:
+        if deletes:
+            yield sql.delete_metadata_key, [{"sid": session_id, "key": key} for key in deletes]
+        if upserts:
+            yield self._upsert_metadata, [
+                {"session_id": session_id, "key": key, "value": json.loads(text)}
+                for key, text in upserts.items()
+            ]
+
+    def delete(self, session_id: str) -> Operation[None]:
+        """Remove a session and all its rows; a missing session is not an error."""
+        check_session_id(session_id)
+
+        def steps(tx: Transaction) -> Steps[None]:
+            yield sql.delete_session, {"sid": session_id}
+            tx.after_commit(lambda: self._forget(session_id))
+
+        return Operation(steps, writes=True)
+
+    def touch(self, session_id: str) -> Operation[None]:
+        """Restart a live session's TTL without changing its content."""
+        check_session_id(session_id)
+
+        def steps(tx: Transaction) -> Steps[None]:
+            now = utcnow()
+            expires_at = self.expiry(now)
+            result = yield sql.touch_session, {"sid": session_id, "now": now, "v_expires_at": expires_at}
+            if result.rowcount != 1:
+                raise SessionNotFoundError(session_id)
+
+            def refresh_cache() -> None:
+                cached = self._cache.get(session_id)
+                if cached is not None:
+                    self._cache[session_id] = replace(cached, expires_at=expires_at)
+
+            tx.after_commit(refresh_cache)
+
+        return Operation(steps, writes=True)

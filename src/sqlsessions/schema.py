@@ -1,0 +1,148 @@
+"""The relational schema: SQLAlchemy table definitions, the single source for migrations' checks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+ROLES = ("system", "user", "assistant", "tool")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp, always UTC in Python; stored as naive UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+JSONValue: Any = JSON().with_variant(JSONB(), "postgresql")
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("agent_id", String(255), nullable=False, server_default=text("''")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    # Bumped by every write that changes content; the optimistic-concurrency token.
+    Column("version", BigInteger(), nullable=False),
+    # The version of the last write that was not a pure append: a cache holding an
+    # older version can catch up by fetching only messages past its last seq.
+    Column("rewrite_version", BigInteger(), nullable=False),
+    # Highest message seq ever assigned (seqs are never reused, even after trim).
+    Column("last_seq", BigInteger(), nullable=False, server_default=text("0")),
+    Column("message_count", Integer(), nullable=False, server_default=text("0")),
+    Index(
+        "ix_sessions_expires_at",
+        "expires_at",
+        postgresql_where=text("expires_at IS NOT NULL"),
+        sqlite_where=text("expires_at IS NOT NULL"),
+    ),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column(
+        "session_id",
+        String(255),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", BigInteger(), primary_key=True, autoincrement=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text(), nullable=False),
+    Column("name", Text(), nullable=True),
+    Column("tool_call_id", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("role IN ('system', 'user', 'assistant', 'tool')", name="role"),
+)
+
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("session_id", String(255), primary_key=True),
+    Column("message_seq", BigInteger(), primary_key=True, autoincrement=False),
+    Column("idx", Integer(), primary_key=True, autoincrement=False),
+    Column("call_id", Text(), nullable=False),
+    Column("type", Text(), nullable=False),
+    Column("function_name", Text(), nullable=False),
+    Column("arguments", Text(), nullable=False),
+    ForeignKeyConstraint(
+        ["session_id", "message_seq"],
+        ["messages.session_id", "messages.seq"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_tool_calls_function_name", "function_name"),
+)
+
+session_metadata = Table(
+    "session_metadata",
+    metadata,
+    Column(
+        "session_id",
+        String(255),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", Text(), primary_key=True),
+    Column("value", JSONValue, nullable=False),
+)
+
+TABLES = (sessions, messages, tool_calls, session_metadata)
+
+
+def metadata_for_schema(schema: str | None) -> MetaData:
+    """The table metadata, placed in `schema` (None: the database's default schema)."""
+    if schema is None:
+        return metadata
+    placed = MetaData(naming_convention=metadata.naming_convention)
+    for table in metadata.sorted_tables:
+        table.to_metadata(placed, schema=schema)
+    return placed

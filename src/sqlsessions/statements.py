@@ -1,0 +1,249 @@
+"""Every SQL statement sqlsessions runs, and the row <-> model mapping, written once.
+
+Statements are SQLAlchemy Core constructs with named bind parameters, built once at
+import time (no engine involved) so SQLAlchemy's compiled cache serves them; the
+sync and async stores execute exactly these.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+
+from sqlsessions.models import Message, Role, ToolCall, ToolFunction
+from sqlsessions.schema import messages, session_metadata, sessions, tool_calls
+
+S = sessions.c
+M = messages.c
+T = tool_calls.c
+D = session_metadata.c
+
+
+def live(now_param: str = "now") -> Any:
+    """The condition that a session row has not expired."""
+    return or_(S.expires_at.is_(None), S.expires_at > bindparam(now_param))
+
+
+# --- reads -----------------------------------------------------------------------------
+
+SESSION_COLUMNS = (
+    S.id,
+    S.agent_id,
+    S.created_at,
+    S.updated_at,
+    S.expires_at,
+    S.version,
+    S.rewrite_version,
+    S.last_seq,
+    S.message_count,
+)
+
+select_live_session: Select[Any] = select(*SESSION_COLUMNS).where(
+    S.id == bindparam("sid"), live()
+)
+"""The session row, if it exists and has not expired."""
+
+select_session_head: Select[Any] = select(
+    S.version, S.rewrite_version, S.last_seq, S.updated_at, S.expires_at
+).where(S.id == bindparam("sid"), live())
+"""The cheap primary-key lookup that validates a cached session."""
+
+select_messages_after: Select[Any] = (
+    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    .where(M.session_id == bindparam("sid"), M.seq > bindparam("after_seq"))
+    .order_by(M.seq)
+)
+
+select_tool_calls_after: Select[Any] = (
+    select(T.message_seq, T.call_id, T.type, T.function_name, T.arguments)
+    .where(T.session_id == bindparam("sid"), T.message_seq > bindparam("after_seq"))
+    .order_by(T.message_seq, T.idx)
+)
+
+select_metadata: Select[Any] = select(D.key, D.value).where(D.session_id == bindparam("sid"))
+
+select_live_ids: Select[Any] = select(S.id).where(live()).order_by(S.id)
+
+# --- writes ----------------------------------------------------------------------------
+
+insert_message: Insert = insert(messages)
+insert_tool_call: Insert = insert(tool_calls)
+delete_metadata_key: Delete = delete(session_metadata).where(
+    D.session_id == bindparam("sid"), D.key == bindparam("key")
+)
+
+delete_messages_outside: Delete = delete(messages).where(
+    M.session_id == bindparam("sid"),
+    or_(M.seq < bindparam("keep_from"), M.seq > bindparam("keep_to")),
+)
+"""Drops every message outside the kept range [keep_from, keep_to] (tool calls cascade)."""
+
+delete_session: Delete = delete(sessions).where(S.id == bindparam("sid"))
+
+delete_expired_session: Delete = delete(sessions).where(
+    S.id == bindparam("sid"), S.expires_at.is_not(None), S.expires_at <= bindparam("now")
+)
+
+SESSION_WRITE_COLUMNS = (
+    "agent_id",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "version",
+    "rewrite_version",
+    "last_seq",
+    "message_count",
+)
+
+update_session_checked: Update = (
+    update(sessions)
+    .where(
+        S.id == bindparam("sid"),
+        S.version == bindparam("expected_version"),
+        S.created_at == bindparam("expected_created_at"),
+        live(),
+    )
+    .values(**{name: bindparam(f"v_{name}") for name in SESSION_WRITE_COLUMNS})
+)
+"""The optimistic-concurrency write: lands only if nobody changed the row since it was read."""
+
+touch_session: Update = (
+    update(sessions)
+    .where(S.id == bindparam("sid"), live())
+    .values(expires_at=bindparam("v_expires_at"))
+)
+
+
+def insert_session_if_absent(dialect: str) -> Insert:
+    """INSERT of a new session row that does nothing if the id is taken."""
+    stmt = _dialect_insert(dialect, sessions)
+    return stmt.on_conflict_do_nothing(index_elements=[S.id]).returning(S.id)
+
+
+def upsert_metadata(dialect: str) -> Insert:
+    """INSERT of a metadata value that replaces the key's previous value."""
+    stmt = _dialect_insert(dialect, session_metadata)
+    return stmt.on_conflict_do_update(
+        index_elements=[D.session_id, D.key], set_={"value": stmt.excluded.value}
+    )
+
+
+def _dialect_insert(dialect: str, table: Any) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# --- row <-> model mapping ---------------------------------------------------------------
+
+
+def session_row_params(
+    session_id: str,
+    *,
+    agent_id: str,
+    created_at: datetime,
+    updated_at: datetime,
+    expires_at: datetime | None,
+    version: int,
+    rewrite_version: int,
+    last_seq: int,
+    message_count: int,
+) -> dict[str, Any]:
+    """Bind parameters for a whole session row."""
+    return {
+        "id": session_id,
+        "agent_id": agent_id,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "expires_at": expires_at,
+        "version": version,
+        "rewrite_version": rewrite_version,
+        "last_seq": last_seq,
+        "message_count": message_count,
+    }
+
+
+def message_rows(
+    session_id: str, first_seq: int, new_messages: Sequence[Message], now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows for `messages` and `tool_calls` for messages numbered from `first_seq`."""
+    rows: list[dict[str, Any]] = []
+    call_rows: list[dict[str, Any]] = []
+    for seq, message in enumerate(new_messages, start=first_seq):
+        rows.append(
+            {
+                "session_id": session_id,
+                "seq": seq,
+                "role": message.role.value,
+                "content": message.content,
+                "name": message.name,
+                "tool_call_id": message.tool_call_id,
+                "created_at": now,
+            }
+        )
+        for idx, call in enumerate(message.tool_calls or ()):
+            call_rows.append(
+                {
+                    "session_id": session_id,
+                    "message_seq": seq,
+                    "idx": idx,
+                    "call_id": call.id,
+                    "type": call.type,
+                    "function_name": call.function.name,
+                    "arguments": call.function.arguments,
+                }
+            )
+    return rows, call_rows
+
+
+def messages_from_rows(
+    rows: Iterable[Row[Any]], call_rows: Iterable[Row[Any]]
+) -> tuple[list[int], list[Message]]:
+    """Rebuild messages (with their tool calls) from rows, without re-validating trusted data."""
+    calls_by_seq: defaultdict[int, list[ToolCall]] = defaultdict(list)
+    for message_seq, call_id, type_, function_name, arguments in call_rows:
+        calls_by_seq[message_seq].append(
+            ToolCall.model_construct(
+                id=call_id,
+                type=type_,
+                function=ToolFunction.model_construct(name=function_name, arguments=arguments),
+            )
+        )
+    seqs: list[int] = []
+    result: list[Message] = []
+    for seq, role, content, name, tool_call_id in rows:
+        calls = calls_by_seq.get(seq)
+        seqs.append(seq)
+        result.append(
+            Message.model_construct(
+                role=Role(role),
+                content=content,
+                name=name,
+                tool_call_id=tool_call_id,
+                tool_calls=tuple(calls) if calls else None,
+            )
+        )
+    return seqs, result
+
+
+def canonical_json(value: Any) -> Any:
+    """A JSON value as it comes back from the database (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(value, allow_nan=False))

@@ -1,0 +1,161 @@
+"""Store: the Go package's session store on SQLAlchemy (sync); a thin executor of `operations`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+
+from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
+from sqlsessions.engine import (
+    create_sync_engine,
+    is_database_error,
+    is_retryable,
+    retry_delays,
+    wrap_error,
+)
+from sqlsessions.migrate import require_current, upgrade_connection
+from sqlsessions.models import Session
+from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
+
+T = TypeVar("T")
+
+
+class Store:
+    """Persistent session storage with the API of the Go `sessions.Store`.
+
+    Create it from a `StoreConfig` (or `Store.from_url`); use it as a context manager
+    or call `close()`. Thread-safe: one Store can serve a whole process.
+    """
+
+    def __init__(self, config: StoreConfig | None = None, *, engine: Engine | None = None) -> None:
+        self.config = config or StoreConfig()
+        self._engine = engine or create_sync_engine(self.config)
+        self._owns_engine = engine is None
+        self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache)
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | URL,
+        *,
+        ttl: timedelta | float | None = DEFAULT_SESSION_TTL,
+        schema: str | None = None,
+        **options: Any,
+    ) -> Store:
+        """A store for `url` (postgresql://... or sqlite:///path.db)."""
+        return cls(StoreConfig(url=url, ttl=ttl, schema=schema, **options))  # type: ignore[arg-type]
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine the store runs on."""
+        return self._engine
+
+    def __repr__(self) -> str:
+        return f"Store({mask_password(self._engine.url)!r}, ttl={self.config.ttl!r})"
+
+    # --- the Go API ---------------------------------------------------------------------
+
+    def get(self, session_id: str) -> Session:
+        """The session with this id, created (and persisted) empty if it does not exist."""
+        return self._run(self._core.get(session_id, create=True))
+
+    def get_if_exists(self, session_id: str) -> Session:
+        """The session with this id; SessionNotFoundError if it does not exist or expired."""
+        return self._run(self._core.get(session_id, create=False))
+
+    def save(self, session: Session) -> None:
+        """Persist what changed in `session` and restart its TTL; ConflictError on a lost race."""
+        self._run(self._core.save(session))
+
+    def delete(self, session_id: str) -> None:
+        """Remove a session and everything in it; deleting a missing session is not an error."""
+        self._run(self._core.delete(session_id))
+
+    def list(self) -> list[str]:
+        """The ids of all live sessions."""
+        return self._run(self._core.list_ids())
+
+    def touch(self, session_id: str) -> None:
+        """Restart a session's TTL without changing it; SessionNotFoundError if missing."""
+        self._run(self._core.touch(session_id))
+
+    def clear_cache(self) -> None:
+        """Empty this process's cache; storage is untouched."""
+        self._core.clear_cache()
+
+    def close(self) -> None:
+        """Release the connections (the engine is disposed only if the store created it)."""
+        self._core.clear_cache()
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- execution ----------------------------------------------------------------------
+
+    def _run(self, operation: Operation[T]) -> T:
+        self._ensure_ready()
+        delays = retry_delays()
+        while True:
+            tx = Transaction()
+            try:
+                with self._engine.connect() as conn:
+                    result = self._in_transaction(conn, operation, tx)
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                delay = next(delays, None) if is_retryable(exc) else None
+                if delay is None:
+                    raise wrap_error(exc, self._engine.url) from exc
+                time.sleep(delay)
+                continue
+            tx.committed()
+            return result
+
+    @staticmethod
+    def _in_transaction(conn: Connection, operation: Operation[T], tx: Transaction) -> T:
+        if operation.writes:
+            conn = conn.execution_options(sqlsessions_writes=True)
+        with conn.begin():
+            return drive_sync(operation.steps(tx), conn.execute)
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            try:
+                with self._engine.begin() as conn:
+                    self._prepare_schema(conn)
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                raise wrap_error(exc, self._engine.url) from exc
+            self._ready = True
+
+    def _prepare_schema(self, conn: Connection) -> None:
+        auto = self.config.auto_migrate
+        if auto is None:
+            auto = conn.dialect.name == "sqlite"
+        if auto:
+            upgrade_connection(conn, "head", self.config.schema)
+        else:
+            require_current(conn, self.config.schema)

@@ -1,0 +1,158 @@
+"""Database fixtures shared by the whole suite: every behaviour runs on SQLite and PostgreSQL.
+
+Fixtures (see SPEC §5):
+
+- ``db_url`` (function): parametrized ``[sqlite]`` / ``[postgres]``; the URL of a fresh,
+  empty database of that dialect. Tests using it run twice, once per dialect, and carry
+  the ``sqlite`` / ``postgres`` marker (select with ``-m postgres``).
+- ``sqlite_url`` (function): ``sqlite:////<tmp_path>/test.db``, a real file.
+- ``postgres_url`` (function): a fresh database (``t_<8 hex>``) on the test server,
+  dropped after the test.
+- ``postgres_server_url`` (session): the server's admin URL (``postgresql+psycopg://``),
+  from ``tests/postgres_provision.py``: ``SQLSESSIONS_TEST_POSTGRES_URL``, else Docker
+  (testcontainers), else a throwaway ``pgserver``. For a database per module, use
+  ``postgres_provision.temporary_database(postgres_server_url)`` in a module fixture.
+
+PostgreSQL is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is set (``.ci/run``
+sets the latter). Then:
+
+- a provisioning failure fails the PostgreSQL tests instead of skipping them;
+- any PostgreSQL test reported as skipped (for whatever reason) is turned into a failure;
+- a run in which no PostgreSQL test passed exits non-zero.
+
+Otherwise an unavailable server only skips the PostgreSQL tests, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from postgres_provision import provision_postgres, temporary_database
+
+REQUIRE_ENV = "SQLSESSIONS_REQUIRE_POSTGRES"
+_POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url"}
+_postgres_source = pytest.StashKey[str]()
+_postgres_passed = pytest.StashKey[int]()
+_postgres_missing = pytest.StashKey[str]()
+
+
+def postgres_required() -> bool:
+    """True in CI (``CI`` set) or when ``SQLSESSIONS_REQUIRE_POSTGRES`` is set."""
+    return any(
+        os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+        for name in ("CI", REQUIRE_ENV)
+    )
+
+
+# --- fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Admin URL of a real PostgreSQL server, provisioned once per test session."""
+
+    def remember(source: str) -> None:
+        request.config.stash[_postgres_source] = source
+
+    stack = ExitStack()
+    try:
+        url = stack.enter_context(provision_postgres(report=remember))
+    except Exception as exc:
+        reason = str(exc)
+    else:
+        with stack:
+            yield url
+        return
+    message = f"PostgreSQL unavailable: {reason}"
+    if postgres_required():
+        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    with temporary_database(postgres_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file for one test."""
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
+        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+    ]
+)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database of each dialect in turn (the test runs once per dialect)."""
+    # Resolved lazily so that SQLite-only runs never provision PostgreSQL.
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+# --- hooks: markers, and "skipping PostgreSQL in CI is a failure" -------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selection, so `-m postgres` sees these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that request the dialect fixtures directly get the dialect marker too."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _POSTGRES_FIXTURES and not item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.postgres)
+        if "sqlite_url" in names and not item.get_closest_marker("sqlite"):
+            item.add_marker(pytest.mark.sqlite)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if not item.get_closest_marker("postgres"):
+        return report
+    if report.when == "call" and report.passed:
+        stash = item.config.stash
+        stash[_postgres_passed] = stash.get(_postgres_passed, 0) + 1
+    if report.skipped and postgres_required() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"PostgreSQL test skipped while PostgreSQL is required "
+            f"(CI or {REQUIRE_ENV} is set): {reason}"
+        )
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, a green run must include at least one passing PostgreSQL test."""
+    config = session.config
+    if (
+        postgres_required()
+        and exitstatus == pytest.ExitCode.OK
+        and not config.option.collectonly
+        and not config.stash.get(_postgres_passed, 0)
+    ):
+        config.stash[_postgres_missing] = (
+            f"no PostgreSQL test passed, but PostgreSQL is required (CI or {REQUIRE_ENV} "
+            "is set): were the postgres tests deselected?"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    config = terminalreporter.config
+    if source := config.stash.get(_postgres_source, ""):
+        terminalreporter.write_line(source)
+    if missing := config.stash.get(_postgres_missing, ""):
+        terminalreporter.write_line(f"ERROR: {missing}", red=True, bold=True)
