@@ -29,10 +29,12 @@ import os
 from collections.abc import Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from postgres_provision import provision_postgres, temporary_database
+from store_fixtures import BlockingAsyncStore, StoreOpener
 
 REQUIRE_ENV = "SQLSESSIONS_REQUIRE_POSTGRES"
 _POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url"}
@@ -156,3 +158,55 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(source)
     if missing := config.stash.get(_postgres_missing, ""):
         terminalreporter.write_line(f"ERROR: {missing}", red=True, bold=True)
+
+
+# --- stores ----------------------------------------------------------------------------
+# The behaviour suite runs every test body against Store and AsyncStore, on both dialects.
+
+
+@pytest.fixture
+def migrated_url(db_url: str) -> str:
+    """`db_url` with the sqlsessions schema migrated to head."""
+    from sqlsessions import migrate
+
+    migrate(db_url)
+    return db_url
+
+
+@pytest.fixture(params=["sync", "async"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which facade a behaviour test drives: `Store` or `AsyncStore`."""
+    return str(request.param)
+
+
+@pytest.fixture
+def open_store(migrated_url: str, store_kind: str) -> Iterator[StoreOpener]:
+    """A factory `open_store(**StoreConfig options)` for stores on the test database;
+    async stores come wrapped so the same test body drives them."""
+    import asyncio
+
+    from sqlsessions import AsyncStore, Store, StoreConfig
+
+    loop = asyncio.new_event_loop() if store_kind == "async" else None
+    opened: list[Any] = []
+
+    def open_one(**options: Any) -> Any:
+        config = StoreConfig(url=options.pop("url", migrated_url), **options)
+        if loop is None:
+            store: Any = Store(config)
+        else:
+            store = BlockingAsyncStore(AsyncStore(config), loop)
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+    if loop is not None:
+        loop.close()
+
+
+@pytest.fixture
+def store(open_store: StoreOpener) -> Any:
+    """A store with the default configuration on a migrated test database."""
+    return open_store()

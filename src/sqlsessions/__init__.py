@@ -13,10 +13,12 @@ from sqlsessions.errors import (
 )
 from sqlsessions.migrate import migrate
 from sqlsessions.models import Message, Role, Session, ToolCall, ToolFunction
+from sqlsessions.aio import AsyncStore
 from sqlsessions.store import Store
 
 __all__ = [
     "DEFAULT_SESSION_TTL",
+    "AsyncStore",
     "ConflictError",
     "InvalidInputError",
     "Message",

@@ -98,6 +98,19 @@ def retry_delays() -> Iterator[float]:
         delay = min(delay * 2, 0.5)
 
 
+def retry_delay_or_raise(exc: Exception, delays: Iterator[float], url: URL) -> float:
+    """How long to wait before retrying after `exc`; re-raises anything not to be retried.
+
+    Errors that are not database errors propagate untouched; database errors are wrapped.
+    """
+    if not is_database_error(exc):
+        raise exc
+    delay = next(delays, None) if is_retryable(exc) else None
+    if delay is None:
+        raise wrap_error(exc, url) from exc
+    return delay
+
+
 def wrap_error(exc: BaseException, url: URL) -> SqlSessionsError:
     """A driver or SQLAlchemy error as a StorageError whose text never shows the password."""
     if isinstance(exc, SqlSessionsError):

@@ -163,3 +163,13 @@ def require_current(connection: Connection, schema: str | None = None) -> None:
             f"the database schema is at revision {found or 'none'}, not {head}: "
             f"run `{UPGRADE_COMMAND}` (or sqlsessions.migrate(url))"
         )
+
+
+def prepare_schema(connection: Connection, auto_migrate: bool | None, schema: str | None) -> None:
+    """Make sure a store can run: migrate (SQLite by default) or check the revision."""
+    if auto_migrate is None:
+        auto_migrate = connection.dialect.name == "sqlite"
+    if auto_migrate:
+        upgrade_connection(connection, "head", schema)
+    else:
+        require_current(connection, schema)

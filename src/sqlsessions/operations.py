@@ -9,7 +9,7 @@ transaction per operation. Cache, TTL and conflict rules therefore exist only he
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
@@ -60,6 +60,16 @@ def drive_sync(steps: Steps[T], execute: Callable[..., Any]) -> T:
         step = next(steps)
         while True:
             step = steps.send(execute(*step))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def drive_async(steps: Steps[T], execute: Callable[..., Awaitable[Any]]) -> T:
+    """`drive_sync` for an asyncio connection: the same steps, each result awaited."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(await execute(*step))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

@@ -15,11 +15,11 @@ from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.engine import (
     create_sync_engine,
     is_database_error,
-    is_retryable,
+    retry_delay_or_raise,
     retry_delays,
     wrap_error,
 )
-from sqlsessions.migrate import require_current, upgrade_connection
+from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Session
 from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
 
@@ -119,12 +119,7 @@ class Store:
                 with self._engine.connect() as conn:
                     result = self._in_transaction(conn, operation, tx)
             except Exception as exc:
-                if not is_database_error(exc):
-                    raise
-                delay = next(delays, None) if is_retryable(exc) else None
-                if delay is None:
-                    raise wrap_error(exc, self._engine.url) from exc
-                time.sleep(delay)
+                time.sleep(retry_delay_or_raise(exc, delays, self._engine.url))
                 continue
             tx.committed()
             return result
@@ -144,18 +139,9 @@ class Store:
                 return
             try:
                 with self._engine.begin() as conn:
-                    self._prepare_schema(conn)
+                    prepare_schema(conn, self.config.auto_migrate, self.config.schema)
             except Exception as exc:
                 if not is_database_error(exc):
                     raise
                 raise wrap_error(exc, self._engine.url) from exc
             self._ready = True
-
-    def _prepare_schema(self, conn: Connection) -> None:
-        auto = self.config.auto_migrate
-        if auto is None:
-            auto = conn.dialect.name == "sqlite"
-        if auto:
-            upgrade_connection(conn, "head", self.config.schema)
-        else:
-            require_current(conn, self.config.schema)

@@ -1,0 +1,146 @@
+"""AsyncStore: the same store for asyncio code; a thin executor of `operations`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
+from sqlsessions.engine import (
+    create_asyncio_engine,
+    is_database_error,
+    retry_delay_or_raise,
+    retry_delays,
+    wrap_error,
+)
+from sqlsessions.migrate import prepare_schema
+from sqlsessions.models import Session
+from sqlsessions.operations import Operation, StoreCore, Transaction, drive_async
+
+T = TypeVar("T")
+
+
+class AsyncStore:
+    """`Store` for asyncio programs: every method is a coroutine with the same meaning.
+
+    Runs on SQLAlchemy's asyncio engine (psycopg async for PostgreSQL, aiosqlite for
+    SQLite); accepts the same URLs and configuration as `Store`.
+    """
+
+    def __init__(
+        self, config: StoreConfig | None = None, *, engine: AsyncEngine | None = None
+    ) -> None:
+        self.config = config or StoreConfig()
+        self._engine = engine or create_asyncio_engine(self.config)
+        self._owns_engine = engine is None
+        self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache)
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | URL,
+        *,
+        ttl: timedelta | float | None = DEFAULT_SESSION_TTL,
+        schema: str | None = None,
+        **options: Any,
+    ) -> AsyncStore:
+        """An async store for `url` (the same URLs `Store.from_url` accepts)."""
+        return cls(StoreConfig(url=url, ttl=ttl, schema=schema, **options))  # type: ignore[arg-type]
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy asyncio engine the store runs on."""
+        return self._engine
+
+    def __repr__(self) -> str:
+        return f"AsyncStore({mask_password(self._engine.url)!r}, ttl={self.config.ttl!r})"
+
+    async def get(self, session_id: str) -> Session:
+        """The session with this id, created (and persisted) empty if it does not exist."""
+        return await self._run(self._core.get(session_id, create=True))
+
+    async def get_if_exists(self, session_id: str) -> Session:
+        """The session with this id; SessionNotFoundError if it does not exist or expired."""
+        return await self._run(self._core.get(session_id, create=False))
+
+    async def save(self, session: Session) -> None:
+        """Persist what changed in `session` and restart its TTL; ConflictError on a lost race."""
+        await self._run(self._core.save(session))
+
+    async def delete(self, session_id: str) -> None:
+        """Remove a session and everything in it; deleting a missing session is not an error."""
+        await self._run(self._core.delete(session_id))
+
+    async def list(self) -> list[str]:
+        """The ids of all live sessions."""
+        return await self._run(self._core.list_ids())
+
+    async def touch(self, session_id: str) -> None:
+        """Restart a session's TTL without changing it; SessionNotFoundError if missing."""
+        await self._run(self._core.touch(session_id))
+
+    async def clear_cache(self) -> None:
+        """Empty this process's cache; storage is untouched."""
+        self._core.clear_cache()
+
+    async def close(self) -> None:
+        """Release the connections (the engine is disposed only if the store created it)."""
+        self._core.clear_cache()
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _run(self, operation: Operation[T]) -> T:
+        await self._ensure_ready()
+        delays = retry_delays()
+        while True:
+            tx = Transaction()
+            try:
+                async with self._engine.connect() as conn:
+                    result = await self._in_transaction(conn, operation, tx)
+            except Exception as exc:
+                await asyncio.sleep(retry_delay_or_raise(exc, delays, self._engine.url))
+                continue
+            tx.committed()
+            return result
+
+    @staticmethod
+    async def _in_transaction(conn: AsyncConnection, operation: Operation[T], tx: Transaction) -> T:
+        if operation.writes:
+            conn = await conn.execution_options(sqlsessions_writes=True)
+        async with conn.begin():
+            return await drive_async(operation.steps(tx), conn.execute)
+
+    async def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.run_sync(
+                        prepare_schema, self.config.auto_migrate, self.config.schema
+                    )
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                raise wrap_error(exc, self._engine.url) from exc
+            self._ready = True

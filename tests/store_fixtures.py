@@ -1,0 +1,92 @@
+"""Helpers behind the store fixtures: one test body drives `Store` and `AsyncStore` alike."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from sqlsessions import AsyncStore
+
+
+class BlockingAsyncStore:
+    """An AsyncStore whose coroutine methods are run to completion on a private event loop,
+    so the behaviour suite's test bodies exercise it exactly like the sync Store."""
+
+    def __init__(self, store: AsyncStore, loop: asyncio.AbstractEventLoop) -> None:
+        self.async_store = store
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.async_store, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._loop.run_until_complete(attribute(*args, **kwargs))
+
+        return call
+
+    @property
+    def engine(self) -> Engine:
+        return self.async_store.engine.sync_engine
+
+    def __enter__(self) -> BlockingAsyncStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class StatementLog:
+    """Statements an engine executed: (SQL text, number of parameter rows)."""
+
+    entries: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def statements(self) -> list[str]:
+        return [sql for sql, _ in self.entries]
+
+    def matching(self, prefix: str, table: str | None = None) -> list[tuple[str, int]]:
+        """Entries whose SQL starts with `prefix` (case-insensitive), touching `table` if given."""
+        found = [
+            (sql, rows)
+            for sql, rows in self.entries
+            if sql.lstrip().upper().startswith(prefix.upper())
+        ]
+        if table is not None:
+            found = [(sql, rows) for sql, rows in found if _names_table(sql, table)]
+        return found
+
+
+def _names_table(sql: str, table: str) -> bool:
+    words = sql.replace("(", " ").replace('"', " ").split()
+    return table in words or any(word.endswith("." + table) for word in words)
+
+
+@contextmanager
+def recorded_statements(engine: Any) -> Iterator[StatementLog]:
+    """Record every statement `engine` (sync or async) sends, with its parameter row count."""
+    sync_engine: Engine = getattr(engine, "sync_engine", engine)
+    log = StatementLog()
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.strip().upper() in {"BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"}:
+            return
+        rows = len(parameters) if many else 1
+        log.entries.append((statement, rows))
+
+    event.listen(sync_engine, "before_cursor_execute", before)
+    try:
+        yield log
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", before)
+
+
+StoreOpener = Callable[..., Any]
