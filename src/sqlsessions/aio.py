@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -19,7 +19,10 @@ from sqlsessions.engine import (
     wrap_error,
 )
 from sqlsessions.migrate import prepare_schema
-from sqlsessions.models import Session
+from sqlsessions import queries
+from sqlsessions.models import Message, Session
+from sqlsessions.queries import SessionPage
+from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperTask, reap_batch
 from sqlsessions.operations import Operation, StoreCore, Transaction, drive_async
 
 T = TypeVar("T")
@@ -86,6 +89,52 @@ class AsyncStore:
         """Restart a session's TTL without changing it; SessionNotFoundError if missing."""
         await self._run(self._core.touch(session_id))
 
+    async def append(self, session_id: str, *messages: Message | dict[str, Any]) -> int:
+        """Atomically add messages (positions assigned by the database; never conflicts).
+
+        Creates the session if it does not exist. Returns the session's new version.
+        """
+        return await self._run(self._core.append(session_id, messages))
+
+    async def history(self, session_id: str, limit: int = 50) -> list[Message]:
+        """The last `limit` messages, never opening on an orphaned tool result."""
+        return await self._run(queries.history(session_id, limit))
+
+    async def list_sessions(
+        self,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of session summaries (newest update first) and the cursor of the next page."""
+        return await self._run(
+            queries.list_sessions(
+                self._core.dialect,
+                agent_id=agent_id,
+                metadata=metadata,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    async def reap_expired(self, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        """Delete every expired session with its rows, `batch_size` per transaction."""
+        total = 0
+        while True:
+            deleted = await self._run(reap_batch(self._core.dialect, batch_size))
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    def start_reaper(self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE) -> ReaperTask:
+        """Sweep expired sessions every `interval` seconds in an asyncio task; `await .stop()`."""
+        return ReaperTask(lambda: self.reap_expired(batch_size), interval).start()
+
     async def clear_cache(self) -> None:
         """Empty this process's cache; storage is untouched."""
         self._core.clear_cache()
@@ -116,17 +165,20 @@ class AsyncStore:
                 async with self._engine.connect() as conn:
                     result = await self._in_transaction(conn, operation, tx)
             except Exception as exc:
-                await asyncio.sleep(retry_delay_or_raise(exc, delays, self._engine.url))
+                await asyncio.sleep(retry_delay_or_raise(exc, delays, self._engine.url, tx))
                 continue
             tx.committed()
             return result
 
     @staticmethod
     async def _in_transaction(conn: AsyncConnection, operation: Operation[T], tx: Transaction) -> T:
+        if operation.autocommit:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await drive_async(operation.steps(tx), conn.execute, tx)
         if operation.writes:
             conn = await conn.execution_options(sqlsessions_writes=True)
         async with conn.begin():
-            return await drive_async(operation.steps(tx), conn.execute)
+            return await drive_async(operation.steps(tx), conn.execute, tx)
 
     async def _ensure_ready(self) -> None:
         if self._ready:

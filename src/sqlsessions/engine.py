@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -13,16 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsessions.config import StoreConfig, mask_password, normalize_url
 from sqlsessions.errors import SqlSessionsError, StorageError
+from sqlsessions.operations import Transaction
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 RETRY_BUDGET_SECONDS = 30.0
 """How long an operation keeps retrying a locked SQLite database or a PostgreSQL deadlock."""
 
 
+def canonical_json_text(value: Any) -> str:
+    """JSON as sqlsessions stores it: compact with sorted keys, so equal values are equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def create_sync_engine(config: StoreConfig) -> Engine:
     """A pooled engine for `config.url` (psycopg or sqlite3)."""
     url = normalize_url(config.url)
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {"json_serializer": canonical_json_text}
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
     options.update(config.engine_options)
@@ -34,7 +41,7 @@ def create_sync_engine(config: StoreConfig) -> Engine:
 def create_asyncio_engine(config: StoreConfig) -> AsyncEngine:
     """A pooled asyncio engine for `config.url` (psycopg async or aiosqlite)."""
     url = normalize_url(config.url, asynchronous=True)
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {"json_serializer": canonical_json_text}
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
     options.update(config.engine_options)
@@ -98,14 +105,19 @@ def retry_delays() -> Iterator[float]:
         delay = min(delay * 2, 0.5)
 
 
-def retry_delay_or_raise(exc: Exception, delays: Iterator[float], url: URL) -> float:
+def retry_delay_or_raise(
+    exc: Exception, delays: Iterator[float], url: URL, tx: Transaction
+) -> float:
     """How long to wait before retrying after `exc`; re-raises anything not to be retried.
 
     Errors that are not database errors propagate untouched; database errors are wrapped.
+    A connection found dead before any statement succeeded (e.g. a pooled connection that
+    outlived a server restart) is retried at once: nothing can have been written.
     """
     if not is_database_error(exc):
         raise exc
-    delay = next(delays, None) if is_retryable(exc) else None
+    stale = getattr(exc, "connection_invalidated", False) and tx.statements_done == 0
+    delay = next(delays, None) if stale or is_retryable(exc) else None
     if delay is None:
         raise wrap_error(exc, url) from exc
     return delay

@@ -19,7 +19,7 @@ from sqlalchemy import Executable
 from sqlsessions import statements as sql
 from sqlsessions.changes import StoredState, check_new_messages, metadata_as_json, plan_save
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
-from sqlsessions.models import Session, check_session_id
+from sqlsessions.models import Message, Session, check_session_id
 
 T = TypeVar("T")
 
@@ -37,6 +37,8 @@ class Transaction:
     """Hooks an operation registers to run only once its transaction has committed."""
 
     on_commit: list[Callable[[], None]] = field(default_factory=list)
+    statements_done: int = 0
+    """How many statements succeeded: an operation that failed before any is safe to retry."""
 
     def after_commit(self, action: Callable[[], None]) -> None:
         self.on_commit.append(action)
@@ -48,30 +50,54 @@ class Transaction:
 
 @dataclass(frozen=True)
 class Operation(Generic[T]):
-    """A unit of work: its steps, run in one transaction (`writes` picks SQLite's BEGIN IMMEDIATE)."""
+    """A unit of work: its steps, run in one transaction.
+
+    `writes` makes SQLite take the write lock up front (BEGIN IMMEDIATE), so writers queue
+    instead of failing to upgrade a read lock. `autocommit` is for a single statement that
+    is atomic on its own: it runs without BEGIN/COMMIT, in one round trip.
+    """
 
     steps: Callable[[Transaction], Steps[T]]
     writes: bool = False
+    autocommit: bool = False
 
 
-def drive_sync(steps: Steps[T], execute: Callable[..., Any]) -> T:
+def drive_sync(steps: Steps[T], execute: Callable[..., Any], tx: Transaction) -> T:
     """Run `steps` to completion, executing each step with `execute(statement, params)`."""
     try:
         step = next(steps)
         while True:
-            step = steps.send(execute(*step))
+            result = execute(*step)
+            tx.statements_done += 1
+            step = steps.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
-async def drive_async(steps: Steps[T], execute: Callable[..., Awaitable[Any]]) -> T:
+async def drive_async(
+    steps: Steps[T], execute: Callable[..., Awaitable[Any]], tx: Transaction
+) -> T:
     """`drive_sync` for an asyncio connection: the same steps, each result awaited."""
     try:
         step = next(steps)
         while True:
-            step = steps.send(await execute(*step))
+            result = await execute(*step)
+            tx.statements_done += 1
+            step = steps.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+def as_message(value: Any, field: str) -> Message:
+    """`value` as a Message (a Message, or a mapping in the Go JSON form)."""
+    if isinstance(value, Message):
+        return value
+    if isinstance(value, dict):
+        try:
+            return Message.model_validate(value)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{field}.{exc.field}", exc.reason) from exc
+    raise InvalidInputError(field, f"must be a Message, not {type(value).__name__}")
 
 
 def state_of(session: Session) -> StoredState | None:
@@ -106,6 +132,8 @@ class StoreCore:
         self._cache: dict[str, StoredState] = {}
         self._insert_session = sql.insert_session_if_absent(dialect)
         self._upsert_metadata = sql.upsert_metadata(dialect)
+        self._append_upsert = sql.upsert_session_for_append(dialect)
+        self._append_statement = sql.append_in_one_statement() if dialect == "postgresql" else None
 
     # --- cache ------------------------------------------------------------------------
 
@@ -370,6 +398,38 @@ class StoreCore:
                 {"session_id": session_id, "key": key, "value": json.loads(text)}
                 for key, text in upserts.items()
             ]
+
+    def append(self, session_id: str, messages: tuple[Any, ...]) -> Operation[int]:
+        """Add messages at positions the database assigns; never conflicts. Returns the version."""
+        check_session_id(session_id)
+        new_messages = [as_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
+        if not new_messages:
+            raise InvalidInputError("messages", "give at least one message to append")
+        n = len(new_messages)
+        single_statement = self.dialect == "postgresql"
+
+        def steps(tx: Transaction) -> Steps[int]:
+            now = utcnow()
+            params: dict[str, Any] = {
+                "sid": session_id, "n": n, "now": now, "expires_at": self.expiry(now)
+            }
+            if single_statement:
+                params.update(sql.append_array_params(new_messages))
+                row = (yield self._append_statement, params).first()
+                if row is None:  # expired but not yet reaped: start afresh
+                    yield sql.delete_expired_session, {"sid": session_id, "now": now}
+                    row = (yield self._append_statement, params).first()
+            else:
+                row = (yield self._append_upsert, params).first()
+                if row is None:
+                    yield sql.delete_expired_session, {"sid": session_id, "now": now}
+                    row = (yield self._append_upsert, params).first()
+                yield from self._insert_messages(session_id, row.last_seq - n + 1, new_messages, now)
+            if row is None:
+                raise ConflictError(f"session {session_id!r} could not be revived for append")
+            return int(row.version)
+
+        return Operation(steps, writes=True, autocommit=single_statement)
 
     def delete(self, session_id: str) -> Operation[None]:
         """Remove a session and all its rows; a missing session is not an error."""

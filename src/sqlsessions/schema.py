@@ -84,6 +84,9 @@ sessions = Table(
         postgresql_where=text("expires_at IS NOT NULL"),
         sqlite_where=text("expires_at IS NOT NULL"),
     ),
+    # Keyset pagination of list_sessions, overall and per agent (newest update first).
+    Index("ix_sessions_updated_at_id", "updated_at", "id"),
+    Index("ix_sessions_agent_id_updated_at_id", "agent_id", "updated_at", "id"),
 )
 
 messages = Table(

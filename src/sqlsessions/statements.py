@@ -14,18 +14,25 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Delete,
     Insert,
+    Integer,
     Select,
+    Text,
     Update,
     bindparam,
     delete,
+    func,
     insert,
+    literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
@@ -247,3 +254,169 @@ def messages_from_rows(
 def canonical_json(value: Any) -> Any:
     """A JSON value as it comes back from the database (tuples become lists, keys strings)."""
     return json.loads(json.dumps(value, allow_nan=False))
+
+
+# --- append: positions assigned inside the database ----------------------------------------
+
+
+def upsert_session_for_append(dialect: str) -> Insert:
+    """Create the session or advance a live one by `n` positions; RETURNING the new last_seq.
+
+    Returns no row when the session exists but has expired (the caller removes it first).
+    The row lock this takes serialises concurrent appends to one session.
+    """
+    stmt = _dialect_insert(dialect, sessions).values(
+        id=bindparam("sid"),
+        agent_id=literal(""),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires_at"),
+        version=literal(1),
+        rewrite_version=literal(1),
+        last_seq=bindparam("n"),
+        message_count=bindparam("n"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[S.id],
+        set_={
+            "last_seq": S.last_seq + bindparam("n"),
+            "message_count": S.message_count + bindparam("n"),
+            "version": S.version + 1,
+            "updated_at": bindparam("now"),
+            "expires_at": bindparam("expires_at"),
+        },
+        where=live(),
+    ).returning(S.last_seq, S.version)
+
+
+def append_in_one_statement() -> Select[Any]:
+    """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
+
+    Messages and tool calls arrive as parallel arrays (`unnest`), so the statement's text
+    does not depend on how many are appended and is compiled once.
+    """
+    head = upsert_session_for_append("postgresql").cte("head")
+    text_array = ARRAY(Text())
+    new_messages = (
+        func.unnest(
+            bindparam("roles", type_=text_array),
+            bindparam("contents", type_=text_array),
+            bindparam("names", type_=text_array),
+            bindparam("tool_call_ids", type_=text_array),
+        )
+        .table_valued("role", "content", "name", "tool_call_id", with_ordinality="ord")
+        .render_derived(name="new_messages")
+    )
+    first_seq = head.c.last_seq - bindparam("n")
+    sid = bindparam("sid", type_=S.id.type)
+    message_insert = insert(messages).from_select(
+        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"],
+        select(
+            sid,
+            first_seq + new_messages.c.ord,
+            new_messages.c.role,
+            new_messages.c.content,
+            new_messages.c.name,
+            new_messages.c.tool_call_id,
+            bindparam("now", type_=M.created_at.type),
+        )
+        .select_from(head)
+        .join(new_messages, true()),
+    )
+    new_calls = (
+        func.unnest(
+            bindparam("call_positions", type_=ARRAY(BigInteger())),
+            bindparam("call_indexes", type_=ARRAY(Integer())),
+            bindparam("call_ids", type_=text_array),
+            bindparam("call_types", type_=text_array),
+            bindparam("call_names", type_=text_array),
+            bindparam("call_arguments", type_=text_array),
+        )
+        .table_valued("position", "idx", "call_id", "type", "function_name", "arguments")
+        .render_derived(name="new_calls")
+    )
+    call_insert = insert(tool_calls).from_select(
+        ["session_id", "message_seq", "idx", "call_id", "type", "function_name", "arguments"],
+        select(
+            sid,
+            first_seq + new_calls.c.position,
+            new_calls.c.idx,
+            new_calls.c.call_id,
+            new_calls.c.type,
+            new_calls.c.function_name,
+            new_calls.c.arguments,
+        )
+        .select_from(head)
+        .join(new_calls, true()),
+    )
+    return select(head.c.last_seq, head.c.version).add_cte(
+        message_insert.cte("inserted_messages"), call_insert.cte("inserted_calls")
+    )
+
+
+def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]:
+    """The parallel arrays `append_in_one_statement` takes (positions are 1-based)."""
+    params: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "roles", "contents", "names", "tool_call_ids", "call_positions", "call_indexes",
+            "call_ids", "call_types", "call_names", "call_arguments",
+        )
+    }  # fmt: skip
+    for position, message in enumerate(new_messages, start=1):
+        params["roles"].append(message.role.value)
+        params["contents"].append(message.content)
+        params["names"].append(message.name)
+        params["tool_call_ids"].append(message.tool_call_id)
+        for idx, call in enumerate(message.tool_calls or ()):
+            params["call_positions"].append(position)
+            params["call_indexes"].append(idx)
+            params["call_ids"].append(call.id)
+            params["call_types"].append(call.type)
+            params["call_names"].append(call.function.name)
+            params["call_arguments"].append(call.function.arguments)
+    return params
+
+
+# --- history: the tail of a conversation ----------------------------------------------------
+
+select_last_messages: Select[Any] = (
+    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    .where(M.session_id == bindparam("sid"), M.seq < bindparam("before_seq"))
+    .order_by(M.seq.desc())
+    .limit(bindparam("limit"))
+)
+"""The newest `limit` messages before `before_seq`, newest first."""
+
+select_tool_calls_between: Select[Any] = (
+    select(T.message_seq, T.call_id, T.type, T.function_name, T.arguments)
+    .where(
+        T.session_id == bindparam("sid"),
+        T.message_seq >= bindparam("from_seq"),
+        T.message_seq <= bindparam("to_seq"),
+    )
+    .order_by(T.message_seq, T.idx)
+)
+
+select_live_session_exists: Select[Any] = select(S.last_seq).where(S.id == bindparam("sid"), live())
+
+
+# --- reaper --------------------------------------------------------------------------------
+
+
+def reap_batch(dialect: str) -> Delete:
+    """Delete up to `batch_size` expired sessions (their rows cascade).
+
+    On PostgreSQL the victims are locked with SKIP LOCKED: reapers running at once take
+    disjoint batches, and a session a writer holds (being saved or touched) is skipped;
+    the expiry is re-checked on the locked row, so a session just revived is never taken.
+    """
+    victims = (
+        select(S.id)
+        .where(S.expires_at.is_not(None), S.expires_at <= bindparam("now"))
+        .order_by(S.expires_at)
+        .limit(bindparam("batch_size"))
+    )
+    if dialect == "postgresql":
+        victims = victims.with_for_update(skip_locked=True)
+    return delete(sessions).where(S.id.in_(victims.scalar_subquery()))

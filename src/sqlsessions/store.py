@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -20,7 +20,10 @@ from sqlsessions.engine import (
     wrap_error,
 )
 from sqlsessions.migrate import prepare_schema
-from sqlsessions.models import Session
+from sqlsessions import queries
+from sqlsessions.models import Message, Session
+from sqlsessions.queries import SessionPage
+from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, reap_batch
 from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
 
 T = TypeVar("T")
@@ -87,6 +90,54 @@ class Store:
         """Restart a session's TTL without changing it; SessionNotFoundError if missing."""
         self._run(self._core.touch(session_id))
 
+    # --- beyond the Go API ----------------------------------------------------------------
+
+    def append(self, session_id: str, *messages: Message | dict[str, Any]) -> int:
+        """Atomically add messages (positions assigned by the database; never conflicts).
+
+        Creates the session if it does not exist. Returns the session's new version.
+        """
+        return self._run(self._core.append(session_id, messages))
+
+    def history(self, session_id: str, limit: int = 50) -> list[Message]:
+        """The last `limit` messages, never opening on an orphaned tool result."""
+        return self._run(queries.history(session_id, limit))
+
+    def list_sessions(
+        self,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of session summaries (newest update first) and the cursor of the next page."""
+        return self._run(
+            queries.list_sessions(
+                self._core.dialect,
+                agent_id=agent_id,
+                metadata=metadata,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def reap_expired(self, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        """Delete every expired session with its rows, `batch_size` per transaction."""
+        total = 0
+        while True:
+            deleted = self._run(reap_batch(self._core.dialect, batch_size))
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    def start_reaper(self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE) -> ReaperThread:
+        """Sweep expired sessions every `interval` seconds in a daemon thread; `.stop()` ends it."""
+        return ReaperThread(lambda: self.reap_expired(batch_size), interval).start()
+
     def clear_cache(self) -> None:
         """Empty this process's cache; storage is untouched."""
         self._core.clear_cache()
@@ -119,17 +170,20 @@ class Store:
                 with self._engine.connect() as conn:
                     result = self._in_transaction(conn, operation, tx)
             except Exception as exc:
-                time.sleep(retry_delay_or_raise(exc, delays, self._engine.url))
+                time.sleep(retry_delay_or_raise(exc, delays, self._engine.url, tx))
                 continue
             tx.committed()
             return result
 
     @staticmethod
     def _in_transaction(conn: Connection, operation: Operation[T], tx: Transaction) -> T:
+        if operation.autocommit:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            return drive_sync(operation.steps(tx), conn.execute, tx)
         if operation.writes:
             conn = conn.execution_options(sqlsessions_writes=True)
         with conn.begin():
-            return drive_sync(operation.steps(tx), conn.execute)
+            return drive_sync(operation.steps(tx), conn.execute, tx)
 
     def _ensure_ready(self) -> None:
         if self._ready:

@@ -1,0 +1,199 @@
+"""Read-only queries beyond the Go API: paginated session listing and bounded history."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, exists, or_, select, tuple_
+
+from sqlsessions import statements as sql
+from sqlsessions.changes import metadata_as_json
+from sqlsessions.errors import InvalidInputError, SessionNotFoundError
+from sqlsessions.models import Message, Role, check_session_id
+from sqlsessions.operations import Operation, Steps, Transaction, utcnow
+from sqlsessions.schema import UTCDateTime, session_metadata, sessions
+
+MAX_PAGE_SIZE = 1000
+S = sessions.c
+D = session_metadata.c
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One session in a listing: who, how long, and when."""
+
+    id: str
+    agent_id: str
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """A page of summaries, most recently updated first; pass `next_cursor` for the next page."""
+
+    sessions: list[SessionSummary]
+    next_cursor: str | None
+
+
+def check_limit(limit: Any, field: str = "limit", maximum: int | None = None) -> int:
+    """`limit` if it is a positive integer (at most `maximum`), else InvalidInputError."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidInputError(field, f"must be an integer, not {type(limit).__name__}")
+    if limit < 1:
+        raise InvalidInputError(field, f"must be at least 1, not {limit}")
+    if maximum is not None and limit > maximum:
+        raise InvalidInputError(field, f"must be at most {maximum}, not {limit}")
+    return limit
+
+
+def encode_cursor(updated_at: datetime, session_id: str) -> str:
+    """An opaque cursor for keyset pagination: the last row's (updated_at, id)."""
+    raw = json.dumps([updated_at.astimezone(timezone.utc).isoformat(), session_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (updated_at, id) inside a cursor; InvalidInputError if it was not ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        updated_at, session_id = json.loads(raw)
+        return datetime.fromisoformat(updated_at), str(session_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInputError("cursor", "not a cursor returned by list_sessions") from exc
+
+
+def _listing_statement(
+    dialect: str,
+    *,
+    agent_id: str | None,
+    metadata: dict[str, Any] | None,
+    updated_after: datetime | None,
+    updated_before: datetime | None,
+    cursor: tuple[datetime, str] | None,
+) -> tuple[Select[Any], dict[str, Any]]:
+    stmt = select(
+        S.id, S.agent_id, S.message_count, S.created_at, S.updated_at, S.expires_at
+    ).where(sql.live())
+    params: dict[str, Any] = {}
+    if agent_id is not None:
+        stmt = stmt.where(S.agent_id == bindparam("agent_id"))
+        params["agent_id"] = agent_id
+    if updated_after is not None:
+        stmt = stmt.where(S.updated_at > bindparam("updated_after", type_=UTCDateTime()))
+        params["updated_after"] = updated_after
+    if updated_before is not None:
+        stmt = stmt.where(S.updated_at < bindparam("updated_before", type_=UTCDateTime()))
+        params["updated_before"] = updated_before
+    for i, (key, text) in enumerate(metadata_as_json(metadata or {}).items()):
+        stmt = stmt.where(
+            exists().where(
+                D.session_id == S.id,
+                D.key == bindparam(f"meta_key_{i}"),
+                D.value == bindparam(f"meta_value_{i}", type_=D.value.type),
+            )
+        )
+        params[f"meta_key_{i}"] = key
+        params[f"meta_value_{i}"] = json.loads(text)
+    if cursor is not None:
+        after_updated = bindparam("cursor_updated_at", type_=UTCDateTime())
+        after_id = bindparam("cursor_id")
+        if dialect == "postgresql":  # a row comparison the (updated_at, id) index serves
+            stmt = stmt.where(tuple_(S.updated_at, S.id) < tuple_(after_updated, after_id))
+        else:
+            stmt = stmt.where(
+                or_(S.updated_at < after_updated, and_(S.updated_at == after_updated, S.id < after_id))
+            )
+        params["cursor_updated_at"], params["cursor_id"] = cursor
+    stmt = stmt.order_by(S.updated_at.desc(), S.id.desc()).limit(bindparam("page_limit"))
+    return stmt, params
+
+
+def list_sessions(
+    dialect: str,
+    *,
+    agent_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Operation[SessionPage]:
+    """A page of live sessions matching every filter given, newest update first."""
+    check_limit(limit, maximum=MAX_PAGE_SIZE)
+    if agent_id is not None and not isinstance(agent_id, str):
+        raise InvalidInputError("agent_id", "must be a string")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidInputError("metadata", "must be a dict of keys to required JSON values")
+    for name, value in (("updated_after", updated_after), ("updated_before", updated_before)):
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidInputError(name, "must be a datetime")
+    stmt, params = _listing_statement(
+        dialect,
+        agent_id=agent_id,
+        metadata=metadata,
+        updated_after=updated_after,
+        updated_before=updated_before,
+        cursor=decode_cursor(cursor) if cursor else None,
+    )
+
+    def steps(tx: Transaction) -> Steps[SessionPage]:
+        params.update(now=utcnow(), page_limit=limit + 1)
+        rows = (yield stmt, params).all()
+        page = [SessionSummary(**row._asdict()) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last.updated_at, last.id)
+        return SessionPage(sessions=page, next_cursor=next_cursor)
+
+    return Operation(steps)
+
+
+WIDEN_STEP = 16
+TOOL = Role.TOOL.value
+
+
+def history(session_id: str, limit: int = 50) -> Operation[list[Message]]:
+    """The last `limit` messages of a live session, read without loading the rest.
+
+    A window never opens on a tool result: it widens back to the assistant message that
+    made the call; if that message is gone (trimmed away), the orphan results are dropped.
+    """
+    check_session_id(session_id)
+    check_limit(limit)
+
+    def steps(tx: Transaction) -> Steps[list[Message]]:
+        now = utcnow()
+        head = (yield sql.select_live_session_exists, {"sid": session_id, "now": now}).first()
+        if head is None:
+            raise SessionNotFoundError(session_id)
+        params = {"sid": session_id, "before_seq": head.last_seq + 1, "limit": limit}
+        rows = list(reversed((yield sql.select_last_messages, params).all()))
+        reached_start = len(rows) < limit
+        while rows and rows[0].role == TOOL:
+            if reached_start:  # no calling message survives: drop the orphan results
+                rows = rows[1:]
+                continue
+            params = {"sid": session_id, "before_seq": rows[0].seq, "limit": WIDEN_STEP}
+            earlier = list(reversed((yield sql.select_last_messages, params).all()))
+            reached_start = len(earlier) < WIDEN_STEP
+            caller = next((i for i in reversed(range(len(earlier))) if earlier[i].role != TOOL), None)
+            rows = (earlier[caller:] if caller is not None else earlier) + rows
+        if not rows:
+            return []
+        calls = (
+            yield sql.select_tool_calls_between,
+            {"sid": session_id, "from_seq": rows[0].seq, "to_seq": rows[-1].seq},
+        )
+        _, messages = sql.messages_from_rows(rows, calls.all())
+        return messages
+
+    return Operation(steps)

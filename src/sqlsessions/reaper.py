@@ -1,0 +1,111 @@
+"""Sweeping expired sessions: one batch as an operation, and background loops (thread, task)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+
+from sqlsessions import statements as sql
+from sqlsessions.errors import InvalidInputError
+from sqlsessions.operations import Operation, Steps, Transaction, utcnow
+
+logger = logging.getLogger("sqlsessions.reaper")
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+def check_interval(interval: float) -> float:
+    """`interval` in seconds if positive, else InvalidInputError."""
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        raise InvalidInputError("interval", "must be a positive number of seconds")
+    return float(interval)
+
+
+def reap_batch(dialect: str, batch_size: int) -> Operation[int]:
+    """Delete up to `batch_size` expired sessions with all their rows, in one short transaction."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError("batch_size", "must be a positive integer")
+    statement = sql.reap_batch(dialect)
+
+    def steps(tx: Transaction) -> Steps[int]:
+        result = yield statement, {"now": utcnow(), "batch_size": batch_size}
+        return int(result.rowcount)
+
+    return Operation(steps, writes=True)
+
+
+class ReaperThread:
+    """A daemon thread calling `sweep()` every `interval` seconds until `stop()`.
+
+    A failing sweep is logged and retried at the next interval; it never ends the thread.
+    """
+
+    def __init__(self, sweep: Callable[[], int], interval: float) -> None:
+        self.interval = check_interval(interval)
+        self.reaped = 0
+        self._sweep = sweep
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sqlsessions-reaper", daemon=True)
+
+    def start(self) -> ReaperThread:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.reaped += self._sweep()
+            except Exception:
+                logger.exception("expired-session sweep failed; retrying in %.1fs", self.interval)
+            self._stopping.wait(self.interval)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Ask the loop to end and wait up to `timeout` seconds for the current sweep."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
+class ReaperTask:
+    """An asyncio task awaiting `sweep()` every `interval` seconds until `await stop()`."""
+
+    def __init__(self, sweep: Callable[[], Awaitable[int]], interval: float) -> None:
+        self.interval = check_interval(interval)
+        self.reaped = 0
+        self._sweep = sweep
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> ReaperTask:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="sqlsessions-reaper")
+        return self
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.reaped += await self._sweep()
+            except Exception:
+                logger.exception("expired-session sweep failed; retrying in %.1fs", self.interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self, timeout: float | None = 10.0) -> None:
+        """Ask the loop to end and wait up to `timeout` seconds for the current sweep."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except asyncio.TimeoutError:
+                self._task.cancel()
