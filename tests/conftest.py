@@ -89,17 +89,45 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
-        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
-    ]
-)
-def db_url(request: pytest.FixtureRequest) -> str:
+SCHEMA_VARIANT = "postgres-schema"
+TEST_SCHEMA = "agents"
+_VARIANTS = [
+    pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+]
+_SCHEMA_VARIANT = pytest.param(SCHEMA_VARIANT, marks=pytest.mark.postgres, id=SCHEMA_VARIANT)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests using `db_url` run once per dialect; store behaviour tests (`open_store`) also
+    on PostgreSQL with every table in a named schema (StoreConfig(schema=...))."""
+    if "db_variant" in metafunc.fixturenames:
+        with_schema = "open_store" in metafunc.fixturenames
+        metafunc.parametrize("db_variant", [*_VARIANTS, *([_SCHEMA_VARIANT] if with_schema else [])])
+
+
+@pytest.fixture
+def db_variant() -> str:
+    """Which database `db_url` provides; parametrized by pytest_generate_tests."""
+    return "sqlite"
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, db_variant: str) -> str:
     """A fresh database of each dialect in turn (the test runs once per dialect)."""
     # Resolved lazily so that SQLite-only runs never provision PostgreSQL.
-    url: str = request.getfixturevalue(f"{request.param}_url")
+    if db_variant == SCHEMA_VARIANT:
+        # Stores get StoreConfig(schema=...); raw SQL in tests finds the tables by search_path.
+        url: str = request.getfixturevalue("postgres_url")
+        return f"{url}&options=-csearch_path%3D{TEST_SCHEMA}"
+    url = request.getfixturevalue(f"{db_variant}_url")
     return url
+
+
+@pytest.fixture
+def db_schema(db_variant: str) -> str | None:
+    """The PostgreSQL schema the test's tables live in (None: the default schema)."""
+    return TEST_SCHEMA if db_variant == SCHEMA_VARIANT else None
 
 
 # --- hooks: markers, and "skipping PostgreSQL in CI is a failure" -------------------
@@ -165,11 +193,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def migrated_url(db_url: str) -> str:
+def migrated_url(db_url: str, db_schema: str | None) -> str:
     """`db_url` with the sqlsessions schema migrated to head."""
     from sqlsessions import migrate
 
-    migrate(db_url)
+    migrate(db_url, schema=db_schema)
     return db_url
 
 
@@ -180,7 +208,9 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def open_store(migrated_url: str, store_kind: str) -> Iterator[StoreOpener]:
+def open_store(
+    migrated_url: str, store_kind: str, db_schema: str | None
+) -> Iterator[StoreOpener]:
     """A factory `open_store(**StoreConfig options)` for stores on the test database;
     async stores come wrapped so the same test body drives them."""
     import asyncio
@@ -191,6 +221,7 @@ def open_store(migrated_url: str, store_kind: str) -> Iterator[StoreOpener]:
     opened: list[Any] = []
 
     def open_one(**options: Any) -> Any:
+        options.setdefault("schema", db_schema)
         config = StoreConfig(url=options.pop("url", migrated_url), **options)
         if loop is None:
             store: Any = Store(config)

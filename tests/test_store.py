@@ -488,3 +488,23 @@ def test_ttl_none_means_the_session_never_expires(open_store: Any, migrated_url:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT expires_at FROM sessions")).scalar_one() is None
     engine.dispose()
+
+
+def test_schema_option_puts_every_table_in_that_schema(postgres_url: str) -> None:
+    from sqlalchemy import inspect
+
+    from sqlsessions import Store, StoreConfig, migrate
+
+    migrate(postgres_url, schema="agents")
+    with Store(StoreConfig(url=postgres_url, schema="agents")) as store:
+        session = store.get("placed")
+        session.add_message(Role.USER, "hi")
+        store.save(session)
+        assert store.get_if_exists("placed").messages[0].content == "hi"
+    engine = create_engine(postgres_url)
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names(schema="agents")) >= {
+        "sessions", "messages", "tool_calls", "session_metadata", "sqlsessions_alembic_version"
+    }
+    assert inspector.get_table_names(schema="public") == []
+    engine.dispose()
