@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
 from sqlsessions.config import normalize_url
-from sqlsessions.schema import metadata, metadata_for_schema
+from sqlsessions.schema import metadata_for_schema
 
 VERSION_TABLE = "sqlsessions_alembic_version"
 
@@ -41,9 +41,7 @@ def _run(connection: Connection) -> None:
         version_table=VERSION_TABLE,
         version_table_schema=schema,
         include_schemas=schema is not None,
-        include_name=lambda name, type_, _parent: (
-            type_ != "schema" or name == schema
-        ),
+        include_name=lambda name, type_, _parent: type_ != "schema" or name == schema,
         include_object=lambda _obj, name, type_, _reflected, _compare: (
             type_ != "table" or name != VERSION_TABLE
         ),

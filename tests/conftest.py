@@ -103,7 +103,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     on PostgreSQL with every table in a named schema (StoreConfig(schema=...))."""
     if "db_variant" in metafunc.fixturenames:
         with_schema = "open_store" in metafunc.fixturenames
-        metafunc.parametrize("db_variant", [*_VARIANTS, *([_SCHEMA_VARIANT] if with_schema else [])])
+        metafunc.parametrize(
+            "db_variant", [*_VARIANTS, *([_SCHEMA_VARIANT] if with_schema else [])]
+        )
 
 
 @pytest.fixture
@@ -208,9 +210,7 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def open_store(
-    migrated_url: str, store_kind: str, db_schema: str | None
-) -> Iterator[StoreOpener]:
+def open_store(migrated_url: str, store_kind: str, db_schema: str | None) -> Iterator[StoreOpener]:
     """A factory `open_store(**StoreConfig options)` for stores on the test database;
     async stores come wrapped so the same test body drives them."""
     import asyncio

@@ -76,7 +76,9 @@ def recorded_statements(engine: Any) -> Iterator[StatementLog]:
     sync_engine: Engine = getattr(engine, "sync_engine", engine)
     log = StatementLog()
 
-    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+    def before(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
         if statement.strip().upper() in {"BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"}:
             return
         rows = len(parameters) if many else 1

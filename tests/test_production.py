@@ -207,7 +207,10 @@ def bulk_sessions(url: str, count: int, agents: int = 3) -> None:
         }
         for i in range(count)
     ]
-    meta = [{"session_id": f"s{i:05d}", "key": "tier", "value": "gold" if i % 5 == 0 else "free"} for i in range(count)]
+    meta = [
+        {"session_id": f"s{i:05d}", "key": "tier", "value": "gold" if i % 5 == 0 else "free"}
+        for i in range(count)
+    ]
     with engine.begin() as conn:
         conn.execute(sessions.insert(), rows)
         conn.execute(session_metadata.insert(), meta)
@@ -258,7 +261,9 @@ def test_list_sessions_filters_by_update_time(store: Any, migrated_url: str) -> 
     bulk_sessions(migrated_url, 100)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     ids = page_through(
-        store, updated_after=start + timedelta(seconds=10), updated_before=start + timedelta(seconds=20)
+        store,
+        updated_after=start + timedelta(seconds=10),
+        updated_before=start + timedelta(seconds=20),
     )
     assert sorted(ids) == [f"s{i:05d}" for i in range(22, 40)]
 
@@ -352,7 +357,9 @@ def test_two_reapers_and_live_writers_at_once_delete_exactly_the_expired(
     set_expiry(migrated_url, datetime.now(timezone.utc) + timedelta(hours=1), "id >= 's01000'")
     live = [f"s{i:05d}" for i in range(1000, 2000, 10)]
     with spawn_pool(3) as pool:
-        reapers = [pool.apply_async(workers.reap_all, (migrated_url, store_kind, 50)) for _ in range(2)]
+        reapers = [
+            pool.apply_async(workers.reap_all, (migrated_url, store_kind, 50)) for _ in range(2)
+        ]
         writer = pool.apply_async(workers.touch_live, (migrated_url, store_kind, live, 3))
         reaped = [r.get(timeout=300) for r in reapers]
         assert writer.get(timeout=300) == len(live) * 3

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 from types import TracebackType
+import builtins
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sqlsessions import queries
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.engine import (
     create_asyncio_engine,
@@ -19,11 +21,10 @@ from sqlsessions.engine import (
     wrap_error,
 )
 from sqlsessions.migrate import prepare_schema
-from sqlsessions import queries
 from sqlsessions.models import Message, Session
+from sqlsessions.operations import Operation, StoreCore, Transaction, drive_async
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperTask, reap_batch
-from sqlsessions.operations import Operation, StoreCore, Transaction, drive_async
 
 T = TypeVar("T")
 
@@ -81,7 +82,7 @@ class AsyncStore:
         """Remove a session and everything in it; deleting a missing session is not an error."""
         await self._run(self._core.delete(session_id))
 
-    async def list(self) -> list[str]:
+    async def list(self) -> builtins.list[str]:
         """The ids of all live sessions."""
         return await self._run(self._core.list_ids())
 
@@ -96,7 +97,7 @@ class AsyncStore:
         """
         return await self._run(self._core.append(session_id, messages))
 
-    async def history(self, session_id: str, limit: int = 50) -> list[Message]:
+    async def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
         return await self._run(queries.history(session_id, limit))
 
@@ -131,7 +132,9 @@ class AsyncStore:
             if deleted < batch_size:
                 return total
 
-    def start_reaper(self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE) -> ReaperTask:
+    def start_reaper(
+        self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> ReaperTask:
         """Sweep expired sessions every `interval` seconds in an asyncio task; `await .stop()`."""
         return ReaperTask(lambda: self.reap_expired(batch_size), interval).start()
 

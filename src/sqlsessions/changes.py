@@ -59,7 +59,9 @@ def metadata_as_json(metadata: dict[str, Any]) -> dict[str, str]:
     encoded: dict[str, str] = {}
     for key, value in metadata.items():
         if not isinstance(key, str) or not key or "\x00" in key:
-            raise InvalidInputError("metadata key", f"{key!r} must be a non-empty string without NUL")
+            raise InvalidInputError(
+                "metadata key", f"{key!r} must be a non-empty string without NUL"
+            )
         try:
             text = json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
             text.encode("utf-8")

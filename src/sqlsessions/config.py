@@ -63,7 +63,7 @@ def url_from_environment(url: str | None = None) -> str:
 
 
 def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
-    """Parse `url` and pick the driver sqlsessions uses for its dialect (psycopg, sqlite3, aiosqlite)."""
+    """Parse `url` and pick sqlsessions' driver for its dialect (psycopg, sqlite3, aiosqlite)."""
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -73,7 +73,9 @@ def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
         backend = "postgresql"
     drivers = _ASYNC_DRIVERS if asynchronous else _SYNC_DRIVERS
     if backend not in drivers:
-        raise InvalidInputError("url", f"unsupported database {backend!r}: use postgresql or sqlite")
+        raise InvalidInputError(
+            "url", f"unsupported database {backend!r}: use postgresql or sqlite"
+        )
     return parsed.set(drivername=drivers[backend])
 
 

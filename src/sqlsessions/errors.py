@@ -15,7 +15,9 @@ class SessionNotFoundError(SqlSessionsError, KeyError):
 
     def __init__(self, session_id: str | None = None) -> None:
         self.session_id = session_id
-        message = "session not found" if session_id is None else f"session not found: {session_id!r}"
+        message = (
+            "session not found" if session_id is None else f"session not found: {session_id!r}"
+        )
         super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message

@@ -58,8 +58,8 @@ def history() -> list[tuple[str, str | None, str]]:
     ]
 
 
-def _as_text(value: str | tuple[str, ...] | None) -> str | None:
-    return ", ".join(value) if isinstance(value, tuple) else value
+def _as_text(value: str | list[str] | tuple[str, ...] | None) -> str | None:
+    return value if value is None or isinstance(value, str) else ", ".join(value)
 
 
 @contextmanager
@@ -79,7 +79,9 @@ def _connection(target: str | URL | Engine | Connection) -> Iterator[Connection]
             engine.dispose()
 
 
-def upgrade_connection(connection: Connection, revision: str = "head", schema: str | None = None) -> None:
+def upgrade_connection(
+    connection: Connection, revision: str = "head", schema: str | None = None
+) -> None:
     """Upgrade the database behind `connection` to `revision` (inside its transaction)."""
     command.upgrade(alembic_config(connection, schema), revision)
 
@@ -109,7 +111,9 @@ def current_revision_of(connection: Connection, schema: str | None = None) -> st
     return MigrationContext.configure(connection, opts=opts).get_current_revision()
 
 
-def current(url_or_engine: str | URL | Engine | Connection, *, schema: str | None = None) -> str | None:
+def current(
+    url_or_engine: str | URL | Engine | Connection, *, schema: str | None = None
+) -> str | None:
     """The revision the database is at, or None when it was never migrated."""
     with _connection(url_or_engine) as conn:
         return current_revision_of(conn, schema)
@@ -143,7 +147,9 @@ def drift(connection: Connection, schema: str | None = None) -> list[str]:
     return problems
 
 
-def check(url_or_engine: str | URL | Engine | Connection, *, schema: str | None = None) -> list[str]:
+def check(
+    url_or_engine: str | URL | Engine | Connection, *, schema: str | None = None
+) -> list[str]:
     """Differences between the database and the migrations (see `drift`)."""
     with _connection(url_or_engine) as conn:
         return drift(conn, schema)

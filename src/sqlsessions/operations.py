@@ -132,8 +132,11 @@ class StoreCore:
         self._cache: dict[str, StoredState] = {}
         self._insert_session = sql.insert_session_if_absent(dialect)
         self._upsert_metadata = sql.upsert_metadata(dialect)
-        self._append_upsert = sql.upsert_session_for_append(dialect)
-        self._append_statement = sql.append_in_one_statement() if dialect == "postgresql" else None
+        self._append_statement: Executable = (
+            sql.append_in_one_statement()
+            if dialect == "postgresql"
+            else sql.upsert_session_for_append(dialect)
+        )
 
     # --- cache ------------------------------------------------------------------------
 
@@ -202,7 +205,9 @@ class StoreCore:
             metadata_json=metadata_as_json(dict(metadata_rows)),
         )
 
-    def _messages_after(self, session_id: str, after_seq: int) -> Steps[tuple[list[int], list[Any]]]:
+    def _messages_after(
+        self, session_id: str, after_seq: int
+    ) -> Steps[tuple[list[int], list[Any]]]:
         params = {"sid": session_id, "after_seq": after_seq}
         rows = (yield sql.select_messages_after, params).all()
         call_rows = (yield sql.select_tool_calls_after, params).all() if rows else []
@@ -320,7 +325,9 @@ class StoreCore:
         yield from self._write_metadata(session.id, metadata_json, [])
         return state
 
-    def _save_changes(self, state: StoredState, session: Session, now: datetime) -> Steps[StoredState]:
+    def _save_changes(
+        self, state: StoredState, session: Session, now: datetime
+    ) -> Steps[StoredState]:
         plan = plan_save(state, session)
         version = state.version + 1
         last_seq = state.last_seq + len(plan.new_messages)
@@ -351,18 +358,23 @@ class StoreCore:
                 "store.get(), re-apply your change, and save; for pure appends use store.append()"
             )
         if plan.delete_outside:
-            yield sql.delete_messages_outside, {
-                "sid": session.id,
-                "keep_from": plan.keep_from,
-                "keep_to": plan.keep_to,
-            }
+            yield (
+                sql.delete_messages_outside,
+                {
+                    "sid": session.id,
+                    "keep_from": plan.keep_from,
+                    "keep_to": plan.keep_to,
+                },
+            )
         yield from self._insert_messages(session.id, state.last_seq + 1, plan.new_messages, now)
         yield from self._write_metadata(session.id, plan.metadata_upserts, plan.metadata_deletes)
         kept_from = next(
             (i for i, seq in enumerate(state.seqs) if seq >= plan.keep_from), len(state.seqs)
         )
         kept_seqs = state.seqs[kept_from : kept_from + plan.kept]
-        metadata_json = {k: v for k, v in state.metadata_json.items() if k not in plan.metadata_deletes}
+        metadata_json = {
+            k: v for k, v in state.metadata_json.items() if k not in plan.metadata_deletes
+        }
         metadata_json.update(plan.metadata_upserts)
         return StoredState(
             session_id=session.id,
@@ -394,10 +406,13 @@ class StoreCore:
         if deletes:
             yield sql.delete_metadata_key, [{"sid": session_id, "key": key} for key in deletes]
         if upserts:
-            yield self._upsert_metadata, [
-                {"session_id": session_id, "key": key, "value": json.loads(text)}
-                for key, text in upserts.items()
-            ]
+            yield (
+                self._upsert_metadata,
+                [
+                    {"session_id": session_id, "key": key, "value": json.loads(text)}
+                    for key, text in upserts.items()
+                ],
+            )
 
     def append(self, session_id: str, messages: tuple[Any, ...]) -> Operation[int]:
         """Add messages at positions the database assigns; never conflicts. Returns the version."""
@@ -411,22 +426,22 @@ class StoreCore:
         def steps(tx: Transaction) -> Steps[int]:
             now = utcnow()
             params: dict[str, Any] = {
-                "sid": session_id, "n": n, "now": now, "expires_at": self.expiry(now)
+                "sid": session_id,
+                "n": n,
+                "now": now,
+                "expires_at": self.expiry(now),
             }
-            if single_statement:
+            if single_statement:  # messages travel as arrays inside the one statement
                 params.update(sql.append_array_params(new_messages))
+            row = (yield self._append_statement, params).first()
+            if row is None:  # expired but not yet reaped: start afresh
+                yield sql.delete_expired_session, {"sid": session_id, "now": now}
                 row = (yield self._append_statement, params).first()
-                if row is None:  # expired but not yet reaped: start afresh
-                    yield sql.delete_expired_session, {"sid": session_id, "now": now}
-                    row = (yield self._append_statement, params).first()
-            else:
-                row = (yield self._append_upsert, params).first()
-                if row is None:
-                    yield sql.delete_expired_session, {"sid": session_id, "now": now}
-                    row = (yield self._append_upsert, params).first()
-                yield from self._insert_messages(session_id, row.last_seq - n + 1, new_messages, now)
             if row is None:
                 raise ConflictError(f"session {session_id!r} could not be revived for append")
+            if not single_statement:
+                first_seq = row.last_seq - n + 1
+                yield from self._insert_messages(session_id, first_seq, new_messages, now)
             return int(row.version)
 
         return Operation(steps, writes=True, autocommit=single_statement)
@@ -448,7 +463,10 @@ class StoreCore:
         def steps(tx: Transaction) -> Steps[None]:
             now = utcnow()
             expires_at = self.expiry(now)
-            result = yield sql.touch_session, {"sid": session_id, "now": now, "v_expires_at": expires_at}
+            result = yield (
+                sql.touch_session,
+                {"sid": session_id, "now": now, "v_expires_at": expires_at},
+            )
             if result.rowcount != 1:
                 raise SessionNotFoundError(session_id)
 

@@ -104,12 +104,15 @@ def _listing_statement(
         params[f"meta_value_{i}"] = json.loads(text)
     if cursor is not None:
         after_updated = bindparam("cursor_updated_at", type_=UTCDateTime())
-        after_id = bindparam("cursor_id")
+        after_id: Any = bindparam("cursor_id")
         if dialect == "postgresql":  # a row comparison the (updated_at, id) index serves
             stmt = stmt.where(tuple_(S.updated_at, S.id) < tuple_(after_updated, after_id))
         else:
             stmt = stmt.where(
-                or_(S.updated_at < after_updated, and_(S.updated_at == after_updated, S.id < after_id))
+                or_(
+                    S.updated_at < after_updated,
+                    and_(S.updated_at == after_updated, S.id < after_id),
+                )
             )
         params["cursor_updated_at"], params["cursor_id"] = cursor
     stmt = stmt.order_by(S.updated_at.desc(), S.id.desc()).limit(bindparam("page_limit"))
@@ -185,12 +188,14 @@ def history(session_id: str, limit: int = 50) -> Operation[list[Message]]:
             params = {"sid": session_id, "before_seq": rows[0].seq, "limit": WIDEN_STEP}
             earlier = list(reversed((yield sql.select_last_messages, params).all()))
             reached_start = len(earlier) < WIDEN_STEP
-            caller = next((i for i in reversed(range(len(earlier))) if earlier[i].role != TOOL), None)
+            caller = next(
+                (i for i in reversed(range(len(earlier))) if earlier[i].role != TOOL), None
+            )
             rows = (earlier[caller:] if caller is not None else earlier) + rows
         if not rows:
             return []
-        calls = (
-            yield sql.select_tool_calls_between,
+        calls = yield (
+            sql.select_tool_calls_between,
             {"sid": session_id, "from_seq": rows[0].seq, "to_seq": rows[-1].seq},
         )
         _, messages = sql.messages_from_rows(rows, calls.all())

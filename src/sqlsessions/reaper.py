@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -92,10 +93,8 @@ class ReaperTask:
                 self.reaped += await self._sweep()
             except Exception:
                 logger.exception("expired-session sweep failed; retrying in %.1fs", self.interval)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
 
     @property
     def running(self) -> bool:

@@ -63,9 +63,7 @@ SESSION_COLUMNS = (
     S.message_count,
 )
 
-select_live_session: Select[Any] = select(*SESSION_COLUMNS).where(
-    S.id == bindparam("sid"), live()
-)
+select_live_session: Select[Any] = select(*SESSION_COLUMNS).where(S.id == bindparam("sid"), live())
 """The session row, if it exists and has not expired."""
 
 select_session_head: Select[Any] = select(
@@ -142,18 +140,20 @@ touch_session: Update = (
 def insert_session_if_absent(dialect: str) -> Insert:
     """INSERT of a new session row that does nothing if the id is taken."""
     stmt = _dialect_insert(dialect, sessions)
-    return stmt.on_conflict_do_nothing(index_elements=[S.id]).returning(S.id)
+    result: Insert = stmt.on_conflict_do_nothing(index_elements=[S.id]).returning(S.id)
+    return result
 
 
 def upsert_metadata(dialect: str) -> Insert:
     """INSERT of a metadata value that replaces the key's previous value."""
     stmt = _dialect_insert(dialect, session_metadata)
-    return stmt.on_conflict_do_update(
+    result: Insert = stmt.on_conflict_do_update(
         index_elements=[D.session_id, D.key], set_={"value": stmt.excluded.value}
     )
+    return result
 
 
-def _dialect_insert(dialect: str, table: Any) -> Any:
+def _dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
     if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
@@ -226,7 +226,7 @@ def messages_from_rows(
 ) -> tuple[list[int], list[Message]]:
     """Rebuild messages (with their tool calls) from rows, without re-validating trusted data."""
     calls_by_seq: defaultdict[int, list[ToolCall]] = defaultdict(list)
-    for message_seq, call_id, type_, function_name, arguments in call_rows:
+    for message_seq, call_id, type_, function_name, arguments in call_rows:  # type: ignore[misc]
         calls_by_seq[message_seq].append(
             ToolCall.model_construct(
                 id=call_id,
@@ -236,7 +236,7 @@ def messages_from_rows(
         )
     seqs: list[int] = []
     result: list[Message] = []
-    for seq, role, content, name, tool_call_id in rows:
+    for seq, role, content, name, tool_call_id in rows:  # type: ignore[misc]
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
@@ -276,7 +276,7 @@ def upsert_session_for_append(dialect: str) -> Insert:
         last_seq=bindparam("n"),
         message_count=bindparam("n"),
     )
-    return stmt.on_conflict_do_update(
+    result: Insert = stmt.on_conflict_do_update(
         index_elements=[S.id],
         set_={
             "last_seq": S.last_seq + bindparam("n"),
@@ -287,6 +287,7 @@ def upsert_session_for_append(dialect: str) -> Insert:
         },
         where=live(),
     ).returning(S.last_seq, S.version)
+    return result
 
 
 def append_in_one_statement() -> Select[Any]:

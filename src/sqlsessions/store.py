@@ -6,11 +6,13 @@ import threading
 import time
 from datetime import datetime, timedelta
 from types import TracebackType
+import builtins
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
+from sqlsessions import queries
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.engine import (
     create_sync_engine,
@@ -20,11 +22,10 @@ from sqlsessions.engine import (
     wrap_error,
 )
 from sqlsessions.migrate import prepare_schema
-from sqlsessions import queries
 from sqlsessions.models import Message, Session
+from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, reap_batch
-from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
 
 T = TypeVar("T")
 
@@ -82,7 +83,7 @@ class Store:
         """Remove a session and everything in it; deleting a missing session is not an error."""
         self._run(self._core.delete(session_id))
 
-    def list(self) -> list[str]:
+    def list(self) -> builtins.list[str]:
         """The ids of all live sessions."""
         return self._run(self._core.list_ids())
 
@@ -99,7 +100,7 @@ class Store:
         """
         return self._run(self._core.append(session_id, messages))
 
-    def history(self, session_id: str, limit: int = 50) -> list[Message]:
+    def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
         return self._run(queries.history(session_id, limit))
 
@@ -134,7 +135,9 @@ class Store:
             if deleted < batch_size:
                 return total
 
-    def start_reaper(self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE) -> ReaperThread:
+    def start_reaper(
+        self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> ReaperThread:
         """Sweep expired sessions every `interval` seconds in a daemon thread; `.stop()` ends it."""
         return ReaperThread(lambda: self.reap_expired(batch_size), interval).start()
 
