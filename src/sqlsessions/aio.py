@@ -1,11 +1,11 @@
-"""AsyncStore: the same store for asyncio code; a thin executor of `operations`."""
+"""AsyncStore: the session store for asyncio code; a thin executor of `operations`."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 from datetime import datetime, timedelta
 from types import TracebackType
-import builtins
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
@@ -33,7 +33,8 @@ class AsyncStore:
     """`Store` for asyncio programs: every method is a coroutine with the same meaning.
 
     Runs on SQLAlchemy's asyncio engine (psycopg async for PostgreSQL, aiosqlite for
-    SQLite); accepts the same URLs and configuration as `Store`.
+    SQLite); accepts the same URLs and configuration as `Store`. Use `async with` or
+    `await store.close()`.
     """
 
     def __init__(
@@ -55,7 +56,7 @@ class AsyncStore:
         schema: str | None = None,
         **options: Any,
     ) -> AsyncStore:
-        """An async store for `url` (the same URLs `Store.from_url` accepts)."""
+        """A store for `url` (postgresql://... or sqlite:///path.db)."""
         return cls(StoreConfig(url=url, ttl=ttl, schema=schema, **options))  # type: ignore[arg-type]
 
     @property
@@ -65,6 +66,8 @@ class AsyncStore:
 
     def __repr__(self) -> str:
         return f"AsyncStore({mask_password(self._engine.url)!r}, ttl={self.config.ttl!r})"
+
+    # --- the Go API ---------------------------------------------------------------------
 
     async def get(self, session_id: str) -> Session:
         """The session with this id, created (and persisted) empty if it does not exist."""
@@ -89,6 +92,8 @@ class AsyncStore:
     async def touch(self, session_id: str) -> None:
         """Restart a session's TTL without changing it; SessionNotFoundError if missing."""
         await self._run(self._core.touch(session_id))
+
+    # --- beyond the Go API ----------------------------------------------------------------
 
     async def append(self, session_id: str, *messages: Message | dict[str, Any]) -> int:
         """Atomically add messages (positions assigned by the database; never conflicts).
@@ -135,7 +140,7 @@ class AsyncStore:
     def start_reaper(
         self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> ReaperTask:
-        """Sweep expired sessions every `interval` seconds in an asyncio task; `await .stop()`."""
+        """Sweep expired sessions every `interval` s in an asyncio task; `await handle.stop()`."""
         return ReaperTask(lambda: self.reap_expired(batch_size), interval).start()
 
     async def clear_cache(self) -> None:
@@ -158,6 +163,8 @@ class AsyncStore:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    # --- execution ----------------------------------------------------------------------
 
     async def _run(self, operation: Operation[T]) -> T:
         await self._ensure_ready()

@@ -1,12 +1,13 @@
-"""Store: the Go package's session store on SQLAlchemy (sync); a thin executor of `operations`."""
+# Generated from aio.py by tools/unasync.py: edit aio.py and regenerate.
+"""Store: the Go package's session store, synchronous; executes `operations`."""
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from datetime import datetime, timedelta
 from types import TracebackType
-import builtins
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -33,8 +34,8 @@ T = TypeVar("T")
 class Store:
     """Persistent session storage with the API of the Go `sessions.Store`.
 
-    Create it from a `StoreConfig` (or `Store.from_url`); use it as a context manager
-    or call `close()`. Thread-safe: one Store can serve a whole process.
+    Runs on a SQLAlchemy engine (psycopg for PostgreSQL, sqlite3 for SQLite). Use it as a
+    context manager or call `close()`. Thread-safe: one Store can serve a whole process.
     """
 
     def __init__(self, config: StoreConfig | None = None, *, engine: Engine | None = None) -> None:
@@ -138,7 +139,7 @@ class Store:
     def start_reaper(
         self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> ReaperThread:
-        """Sweep expired sessions every `interval` seconds in a daemon thread; `.stop()` ends it."""
+        """Sweep expired sessions every `interval` s in a daemon thread; `handle.stop()`."""
         return ReaperThread(lambda: self.reap_expired(batch_size), interval).start()
 
     def clear_cache(self) -> None:
