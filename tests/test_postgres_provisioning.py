@@ -18,7 +18,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 def test_db_url_connects_with_the_right_dialect(
     engine: Engine, request: pytest.FixtureRequest
 ) -> None:
-    dialect = request.node.callspec.params["db_url"]
+    dialect = request.node.callspec.params["db_variant"]
     assert engine.dialect.name == {"sqlite": "sqlite", "postgres": "postgresql"}[dialect]
     with engine.connect() as conn:
         assert conn.execute(text("select 1")).scalar_one() == 1

@@ -526,3 +526,57 @@ def test_schema_option_puts_every_table_in_that_schema(postgres_url: str) -> Non
     }
     assert inspector.get_table_names(schema="public") == []
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "del messages[2]",
+        "messages.insert(1, extra)",
+        "messages.pop(0)",
+        "messages.remove(messages[3])",
+        "messages.reverse()",
+        "messages[1:3] = [extra]",
+        "messages.append(extra)",
+        "messages += [extra, extra]",
+        "session.messages = [extra, *messages]",
+    ],
+)
+def test_any_in_place_change_of_the_message_list_is_persisted(
+    change: str, store: Any, open_store: Any
+) -> None:
+    session = store.get("edits")
+    session.messages.extend(conversation(8))
+    store.save(session)
+    messages = session.messages
+    extra = Message(role=Role.USER, content="extra")
+    exec(change, {"messages": messages, "extra": extra, "session": session})
+    expected = list(session.messages)
+    store.save(session)
+    assert open_store().get_if_exists("edits").messages == expected
+    session.add_message(Role.USER, "then appended")
+    store.save(session)
+    assert open_store().get_if_exists("edits").messages == [*expected, session.messages[-1]]
+
+
+def test_a_save_failing_midway_rolls_back_and_leaves_the_previous_version(
+    store: Any, open_store: Any, migrated_url: str
+) -> None:
+    from sqlsessions import StorageError
+
+    session = store.get("atomic")
+    session.add_message(Role.USER, "kept")
+    store.save(session)
+    engine = create_engine(migrated_url)
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT version FROM sessions WHERE id = 'atomic'")).scalar()
+    # Bypasses validation, so the database's NOT NULL fails after the session row update.
+    session.messages.append(Message.model_construct(role=Role.USER, content=None))
+    with pytest.raises(StorageError) as caught:
+        store.save(session)
+    assert caught.value.__cause__ is not None
+    with engine.connect() as conn:
+        after = conn.execute(text("SELECT version FROM sessions WHERE id = 'atomic'")).scalar()
+    engine.dispose()
+    assert after == before
+    assert [m.content for m in open_store().get_if_exists("atomic").messages] == ["kept"]

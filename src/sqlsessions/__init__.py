@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlsessions.aio import AsyncStore
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
 from sqlsessions.errors import (
     ConflictError,
@@ -13,7 +14,7 @@ from sqlsessions.errors import (
 )
 from sqlsessions.migrate import migrate
 from sqlsessions.models import Message, Role, Session, ToolCall, ToolFunction
-from sqlsessions.aio import AsyncStore
+from sqlsessions.skill import Skill
 from sqlsessions.store import Store
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "SchemaNotReadyError",
     "Session",
     "SessionNotFoundError",
+    "Skill",
     "SqlSessionsError",
     "StorageError",
     "Store",

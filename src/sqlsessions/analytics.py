@@ -65,7 +65,9 @@ class ViewRows:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
-def ensure_schema(engine: Engine, schema: str | None = None, auto_migrate: bool | None = None) -> None:
+def ensure_schema(
+    engine: Engine, schema: str | None = None, auto_migrate: bool | None = None
+) -> None:
     """Migrate (SQLite, by default) or check the schema is current (SchemaNotReadyError)."""
     try:
         with engine.begin() as conn:

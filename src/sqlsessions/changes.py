@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlsessions.errors import InvalidInputError
-from sqlsessions.models import Message, Session
+from sqlsessions.models import Message, MessageList, Session
+
+_LOG_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
 class StoredState:
     """What the database holds for a session, as of one version (never mutated).
 
-    `messages` and `seqs` are parallel lists; `metadata_json` maps each key to its
+    The stored messages and their seqs are the first `count` entries of two parallel
+    append-only logs. A later state made by appending shares the logs (extending them in
+    place) as long as nobody else extended them first, so recording an append costs
+    nothing in the length of the conversation. `metadata_json` maps each key to its
     value's canonical JSON text, so changes are detected exactly (1, 1.0 and true differ).
     """
 
@@ -27,9 +33,38 @@ class StoredState:
     version: int
     rewrite_version: int
     last_seq: int
-    seqs: list[int]
-    messages: list[Message]
+    count: int
+    seq_log: list[int]
+    message_log: list[Message]
     metadata_json: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def messages(self) -> list[Message]:
+        """A copy of the stored messages."""
+        return self.message_log[: self.count]
+
+    @property
+    def seqs(self) -> list[int]:
+        """A copy of the stored messages' seqs."""
+        return self.seq_log[: self.count]
+
+    def extended(self, seqs: list[int], messages: list[Message], **changes: Any) -> StoredState:
+        """A later state: these messages appended (and the given fields changed)."""
+        with _LOG_LOCK:
+            if len(self.message_log) == self.count:
+                seq_log, message_log = self.seq_log, self.message_log
+                seq_log.extend(seqs)
+                message_log.extend(messages)
+            else:  # another state already grew the shared logs: branch off
+                seq_log = self.seq_log[: self.count] + seqs
+                message_log = self.message_log[: self.count] + messages
+        return replace(
+            self,
+            seq_log=seq_log,
+            message_log=message_log,
+            count=self.count + len(messages),
+            **changes,
+        )
 
 
 @dataclass(frozen=True)
@@ -42,6 +77,8 @@ class SavePlan:
     """
 
     delete_outside: bool
+    kept_start: int
+    """Index (in the stored list) of the first kept message."""
     keep_from: int
     keep_to: int
     kept: int
@@ -119,13 +156,17 @@ def plan_save(state: StoredState, session: Session) -> SavePlan:
     current = session.messages
     if not isinstance(current, list):
         raise InvalidInputError("messages", "must be a list of Message")
-    k, j = _kept_window(state.messages, current)
+    n_old = state.count
+    unchanged = current.unchanged_prefix(state) if isinstance(current, MessageList) else 0
+    if unchanged >= n_old and len(current) >= n_old:  # only appended to: no need to compare
+        k, j = 0, n_old
+    else:
+        k, j = _kept_window(state.messages, current)
     new_messages = current[j:]
     check_new_messages(new_messages, j)
-    n_old = len(state.messages)
     delete_outside = not (k == 0 and j == n_old)
     if j:
-        keep_from, keep_to = state.seqs[k], state.seqs[k + j - 1]
+        keep_from, keep_to = state.seq_log[k], state.seq_log[k + j - 1]
     else:
         keep_from, keep_to = state.last_seq + 1, state.last_seq  # an empty range: drop all
     metadata_json = metadata_as_json(session.metadata)
@@ -142,6 +183,7 @@ def plan_save(state: StoredState, session: Session) -> SavePlan:
     )
     return SavePlan(
         delete_outside=delete_outside,
+        kept_start=k,
         keep_from=keep_from,
         keep_to=keep_to,
         kept=j,

@@ -103,11 +103,11 @@ def _masked(message: str, state: State) -> str:
 
 
 def shown(value: Any) -> str:
-    """A cell value as text: timestamps in RFC 3339 (UTC), dates ISO, None as '-'."""
+    """A cell value as text: timestamps as UTC to the second, dates ISO, None as '-'."""
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return format_timestamp(value)
+        return format_timestamp(value.replace(microsecond=0)).replace("T", " ")
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
@@ -116,11 +116,23 @@ def shown(value: Any) -> str:
 def table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Table:
     """A Rich table; numeric columns right-aligned."""
     result = Table(title=title, title_justify="left", header_style="bold")
-    numeric = [bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(columns))]
+    numeric = [
+        bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(columns))
+    ]
     for name, right in zip(columns, numeric, strict=True):
         result.add_column(name, justify="right" if right else "left", overflow="fold")
     for row in rows:
         result.add_row(*(Text(shown(value)) for value in row))
+    return result
+
+
+def record_table(title: str, columns: tuple[str, ...], row: tuple[Any, ...]) -> Table:
+    """One row shown vertically: a column per line."""
+    result = Table(title=title, title_justify="left", show_header=False)
+    result.add_column("column", style="bold")
+    result.add_column("value")
+    for name, value in zip(columns, row, strict=True):
+        result.add_row(name, Text(shown(value)))
     return result
 
 

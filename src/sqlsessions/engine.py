@@ -74,7 +74,11 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get("sqlsessions_writes", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: this runs for every transaction, so skip SQLAlchemy's
+        # statement machinery for it.
+        cursor = connection.connection.dbapi_connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        cursor.close()
 
 
 def is_database_error(exc: BaseException) -> bool:

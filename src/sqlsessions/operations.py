@@ -19,7 +19,7 @@ from sqlalchemy import Executable
 from sqlsessions import statements as sql
 from sqlsessions.changes import StoredState, check_new_messages, metadata_as_json, plan_save
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
-from sqlsessions.models import Message, Session, check_session_id
+from sqlsessions.models import Message, MessageList, Session, check_session_id
 
 T = TypeVar("T")
 
@@ -100,6 +100,13 @@ def as_message(value: Any, field: str) -> Message:
     raise InvalidInputError(field, f"must be a Message, not {type(value).__name__}")
 
 
+def checkpoint(messages: list[Message], token: object) -> None:
+    """Mark the message list clean as of the save being planned (before any statement runs,
+    so edits made while the save is in flight count as changes for the next one)."""
+    if isinstance(messages, MessageList):
+        messages.mark_clean(token)
+
+
 def state_of(session: Session) -> StoredState | None:
     """The stored snapshot a session object was loaded or last saved at, if any."""
     state = session._stored
@@ -110,10 +117,12 @@ def state_of(session: Session) -> StoredState | None:
 
 def session_from_state(state: StoredState) -> Session:
     """A new Session object holding exactly what `state` describes."""
+    messages = MessageList(state.messages)
+    messages.mark_clean(state)
     session = Session.model_construct(
         id=state.session_id,
         agent_id=state.agent_id,
-        messages=list(state.messages),
+        messages=messages,
         created_at=state.created_at,
         updated_at=state.updated_at,
         metadata={key: json.loads(text) for key, text in state.metadata_json.items()},
@@ -200,8 +209,9 @@ class StoreCore:
             version=row.version,
             rewrite_version=row.rewrite_version,
             last_seq=row.last_seq,
-            seqs=seqs,
-            messages=messages,
+            count=len(messages),
+            seq_log=seqs,
+            message_log=messages,
             metadata_json=metadata_as_json(dict(metadata_rows)),
         )
 
@@ -216,15 +226,14 @@ class StoreCore:
     def _catch_up(self, cached: StoredState, head: Any) -> Steps[StoredState]:
         """Only appends happened since `cached`: fetch just the new messages."""
         seqs, messages = yield from self._messages_after(cached.session_id, cached.last_seq)
-        return replace(
-            cached,
+        return cached.extended(
+            seqs,
+            messages,
             updated_at=head.updated_at,
             expires_at=head.expires_at,
             version=head.version,
             rewrite_version=head.rewrite_version,
             last_seq=head.last_seq,
-            seqs=cached.seqs + seqs,
-            messages=cached.messages + messages,
         )
 
     def _create_empty(self, session_id: str, now: datetime) -> Steps[StoredState]:
@@ -237,8 +246,9 @@ class StoreCore:
             version=1,
             rewrite_version=1,
             last_seq=0,
-            seqs=[],
-            messages=[],
+            count=0,
+            seq_log=[],
+            message_log=[],
         )
         created = yield from self._insert_state(state, now)
         if not created:  # a concurrent writer created it first: use theirs
@@ -260,7 +270,7 @@ class StoreCore:
             version=state.version,
             rewrite_version=state.rewrite_version,
             last_seq=state.last_seq,
-            message_count=len(state.messages),
+            message_count=state.count,
         )
         inserted = (yield self._insert_session, params).first()
         return inserted is not None
@@ -285,22 +295,27 @@ class StoreCore:
         def steps(tx: Transaction) -> Steps[None]:
             now = utcnow()
             state = state_of(session)
+            messages = session.messages
+            pending = object()  # checkpoint of the message list as this save writes it
             if state is None:
-                new_state = yield from self._save_new(session, now)
+                new_state = yield from self._save_new(session, now, pending)
             else:
-                new_state = yield from self._save_changes(state, session, now)
+                new_state = yield from self._save_changes(state, session, now, pending)
 
             def publish() -> None:
                 session._stored = new_state
+                if isinstance(messages, MessageList):
+                    messages.retoken(pending, new_state)
                 self._remember(new_state)
 
             tx.after_commit(publish)
 
         return Operation(steps, writes=True)
 
-    def _save_new(self, session: Session, now: datetime) -> Steps[StoredState]:
+    def _save_new(self, session: Session, now: datetime, pending: object) -> Steps[StoredState]:
         messages = list(session.messages)
         check_new_messages(messages, 0)
+        checkpoint(session.messages, pending)
         metadata_json = metadata_as_json(session.metadata)
         count = len(messages)
         state = StoredState(
@@ -312,8 +327,9 @@ class StoreCore:
             version=1,
             rewrite_version=1,
             last_seq=count,
-            seqs=list(range(1, count + 1)),
-            messages=messages,
+            count=count,
+            seq_log=list(range(1, count + 1)),
+            message_log=messages,
             metadata_json=metadata_json,
         )
         if not (yield from self._insert_state(state, now)):
@@ -326,9 +342,10 @@ class StoreCore:
         return state
 
     def _save_changes(
-        self, state: StoredState, session: Session, now: datetime
+        self, state: StoredState, session: Session, now: datetime, pending: object
     ) -> Steps[StoredState]:
         plan = plan_save(state, session)
+        checkpoint(session.messages, pending)
         version = state.version + 1
         last_seq = state.last_seq + len(plan.new_messages)
         expires_at = self.expiry(now)
@@ -368,26 +385,30 @@ class StoreCore:
             )
         yield from self._insert_messages(session.id, state.last_seq + 1, plan.new_messages, now)
         yield from self._write_metadata(session.id, plan.metadata_upserts, plan.metadata_deletes)
-        kept_from = next(
-            (i for i, seq in enumerate(state.seqs) if seq >= plan.keep_from), len(state.seqs)
-        )
-        kept_seqs = state.seqs[kept_from : kept_from + plan.kept]
         metadata_json = {
             k: v for k, v in state.metadata_json.items() if k not in plan.metadata_deletes
         }
         metadata_json.update(plan.metadata_upserts)
+        new_seqs = list(range(state.last_seq + 1, last_seq + 1))
+        changes: dict[str, Any] = {
+            "agent_id": session.agent_id,
+            "created_at": session.created_at,
+            "updated_at": session.updated_at,
+            "expires_at": expires_at,
+            "version": version,
+            "rewrite_version": update_params["v_rewrite_version"],
+            "last_seq": last_seq,
+            "metadata_json": metadata_json,
+        }
+        if not plan.delete_outside:
+            return state.extended(new_seqs, plan.new_messages, **changes)
+        kept = slice(plan.kept_start, plan.kept_start + plan.kept)
         return StoredState(
             session_id=session.id,
-            agent_id=session.agent_id,
-            created_at=session.created_at,
-            updated_at=session.updated_at,
-            expires_at=expires_at,
-            version=version,
-            rewrite_version=params["rewrite_version"],
-            last_seq=last_seq,
-            seqs=kept_seqs + list(range(state.last_seq + 1, last_seq + 1)),
-            messages=list(session.messages),
-            metadata_json=metadata_json,
+            count=plan.kept + len(plan.new_messages),
+            seq_log=state.seq_log[kept] + new_seqs,
+            message_log=state.message_log[kept] + plan.new_messages,
+            **changes,
         )
 
     def _insert_messages(

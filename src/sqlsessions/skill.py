@@ -22,8 +22,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from sqlsessions.config import StoreConfig
-from sqlsessions.errors import ConflictError, SessionNotFoundError, SqlSessionsError
+from sqlsessions.errors import ConflictError, SqlSessionsError
 from sqlsessions.models import Session, format_timestamp
+from sqlsessions.queries import MAX_PAGE_SIZE, SessionSummary
 from sqlsessions.store import Store
 
 __all__ = ["DEFAULT_HISTORY_LIMIT", "Skill", "Tool", "ToolHandler"]
@@ -272,10 +273,13 @@ class Skill:
             "sessions_metadata_get": self._metadata_get,
         }
         return [
-            Tool(name, description, json.loads(json.dumps(parameters)), self._guarded(name, fn))
-            for (name, (description, parameters)), fn in zip(
-                _SPECS.items(), handlers.values(), strict=True
+            Tool(
+                name,
+                description,
+                json.loads(json.dumps(parameters)),  # a copy the caller may change
+                self._guarded(name, handlers[name]),
             )
+            for name, (description, parameters) in _SPECS.items()
         ]
 
     def openai_tools(self) -> list[dict[str, Any]]:
@@ -298,11 +302,7 @@ class Skill:
         def run(arguments: dict[str, Any]) -> dict[str, Any]:
             try:
                 return handler(_check_arguments(name, arguments))
-            except _BadArguments as exc:
-                return {"error": f"{name}: {exc}"}
-            except SessionNotFoundError as exc:
-                return {"error": f"{name}: {exc}"}
-            except SqlSessionsError as exc:
+            except (_BadArguments, SqlSessionsError) as exc:
                 return {"error": f"{name}: {exc}"}
             except Exception as exc:  # a tool must answer, never crash the agent loop
                 return {"error": f"{name}: unexpected error: {type(exc).__name__}: {exc}"}
@@ -388,30 +388,13 @@ class Skill:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-@dataclass(frozen=True)
-class _Summary:
-    id: str
-    message_count: int
-    created_at: Any
-    updated_at: Any
-
-
-def _all_summaries(store: Store) -> list[Any]:
+def _all_summaries(store: Store) -> list[SessionSummary]:
     """Every live session's summary, ordered by id (read in pages of `list_sessions`)."""
-    list_sessions = getattr(store, "list_sessions", None)
-    found: list[Any] = []
-    if list_sessions is None:  # older store without list_sessions: load each session
-        for sid in store.list():
-            try:
-                s = store.get_if_exists(sid)
-            except SessionNotFoundError:
-                continue
-            found.append(_Summary(s.id, len(s.messages), s.created_at, s.updated_at))
-        return found
+    found: list[SessionSummary] = []
     cursor = None
     while True:
-        page = list_sessions(limit=1000, cursor=cursor)
+        page = store.list_sessions(limit=MAX_PAGE_SIZE, cursor=cursor)
         found.extend(page.sessions)
         cursor = page.next_cursor
         if cursor is None:
-            return sorted(found, key=lambda item: str(item.id))
+            return sorted(found, key=lambda item: item.id)

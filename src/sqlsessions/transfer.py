@@ -10,13 +10,14 @@ the sessions exactly.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
 from sqlsessions.models import Session
+from sqlsessions.queries import MAX_PAGE_SIZE
 from sqlsessions.store import Store
 
 __all__ = [
@@ -26,8 +27,8 @@ __all__ = [
     "export_lines",
     "import_session",
     "read_records",
-    "session_from_document",
     "same_content",
+    "session_from_document",
 ]
 
 Outcome = Literal["imported", "unchanged"]
@@ -211,14 +212,12 @@ def _replace(store: Store, incoming: Session, exists: bool | None) -> Outcome:
 # --- exporting ----------------------------------------------------------------------------
 
 
-def _ids(store: Store, agent_id: str | None) -> Iterable[str]:
-    list_sessions = getattr(store, "list_sessions", None)
-    if list_sessions is None:  # a store without list_sessions: filter while loading
-        return store.list()
+def _ids(store: Store, agent_id: str | None) -> list[str]:
+    """The ids of the live sessions (of `agent_id`), sorted."""
     ids: list[str] = []
     cursor = None
     while True:
-        page = list_sessions(agent_id=agent_id, limit=1000, cursor=cursor)
+        page = store.list_sessions(agent_id=agent_id, limit=MAX_PAGE_SIZE, cursor=cursor)
         ids.extend(item.id for item in page.sessions)
         cursor = page.next_cursor
         if cursor is None:
@@ -232,6 +231,7 @@ def export_lines(store: Store, agent_id: str | None = None) -> Iterator[str]:
             session = store.get_if_exists(session_id)
         except SessionNotFoundError:  # deleted or expired while exporting
             continue
-        if agent_id is not None and session.agent_id != agent_id:
-            continue
+        # Metadata keys sorted: the database does not keep their order, and an export
+        # should be the same text every time for the same data.
+        session.metadata = dict(sorted(session.metadata.items()))
         yield session.to_json()
