@@ -1,4 +1,4 @@
-"""The analytics views (migration 0003) and every query of docs/analytics.md, on both dialects."""
+"""The analytics views (migration 0003) and every query of the README's SQL analytics section, on both dialects."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlsessions.config import normalize_url
 from sqlsessions.migrate import downgrade
 from sqlsessions.schema import messages, sessions
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "analytics.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 UTC = timezone.utc
 TODAY = datetime.now(UTC).date()
 TWO_DAYS_AGO = TODAY - timedelta(days=2)
@@ -202,7 +202,7 @@ def test_views_are_created_in_the_configured_postgresql_schema(postgres_url: str
     downgrade(postgres_url, "0002", schema="agents")
 
 
-# --- docs/analytics.md -------------------------------------------------------------------
+# --- the README's SQL analytics section -------------------------------------------------------------------
 
 SQL_BLOCK = re.compile(r"```sql(?: (sqlite|postgresql))?\n(.*?)```", re.DOTALL)
 
@@ -237,9 +237,11 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
 
 
 def documented_queries() -> list[tuple[str | None, str, str]]:
-    """(dialect or None for both, title, sql) for every SQL block of docs/analytics.md."""
+    """(dialect or None for both, title, sql) for every SQL block of the README's SQL analytics section."""
     found = []
-    for dialect, sql in SQL_BLOCK.findall(DOCS.read_text(encoding="utf-8")):
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## SQL analytics", 1)[1].split("\n## ", 1)[0]
+    for dialect, sql in SQL_BLOCK.findall(section):
         title = sql.splitlines()[0].removeprefix("--").strip()
         found.append((dialect or None, title, sql))
     return found

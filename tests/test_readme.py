@@ -15,8 +15,9 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
 
 
 def runnable_examples() -> list[str]:
-    """Blocks that are whole programs: the quickstart and the asyncio example."""
-    return [block for block in PYTHON_BLOCKS if "with Store(" in block or "asyncio.run(" in block]
+    """Blocks that are whole programs: the quickstart, the asyncio and the Skill examples."""
+    markers = ("with Store(", "asyncio.run(", "Skill()")
+    return [block for block in PYTHON_BLOCKS if any(marker in block for marker in markers)]
 
 
 def test_readme_has_the_quickstart_and_the_asyncio_example() -> None:
@@ -25,7 +26,7 @@ def test_readme_has_the_quickstart_and_the_asyncio_example() -> None:
     assert any("with Store(" in block for block in examples)
 
 
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(3))
 def test_readme_example_runs(index: int, migrated_url: str, tmp_path: Path) -> None:
     code = runnable_examples()[index].replace("sqlite:///sessions.db", migrated_url)
     script = tmp_path / "example.py"

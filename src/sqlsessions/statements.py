@@ -83,7 +83,9 @@ select_tool_calls_after: Select[Any] = (
     .order_by(T.message_seq, T.idx)
 )
 
-select_metadata: Select[Any] = select(D.key, D.value).where(D.session_id == bindparam("sid"))
+select_metadata: Select[Any] = (
+    select(D.key, D.value).where(D.session_id == bindparam("sid")).order_by(D.key)
+)
 
 select_live_ids: Select[Any] = select(S.id).where(live()).order_by(S.id)
 
