@@ -24,7 +24,7 @@ from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
 from sqlsessions.operations import Operation, StoreCore, Transaction, drive_async
 from sqlsessions.queries import SessionPage
-from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperTask, reap_batch
+from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperTask, check_batch_size, reap_batch
 
 T = TypeVar("T")
 
@@ -141,6 +141,7 @@ class AsyncStore:
         self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> ReaperTask:
         """Sweep expired sessions every `interval` s in an asyncio task; `await handle.stop()`."""
+        check_batch_size(batch_size)
         return ReaperTask(lambda: self.reap_expired(batch_size), interval).start()
 
     async def clear_cache(self) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlsessions.errors import InvalidInputError
-from sqlsessions.models import Message, MessageList, Session
+from sqlsessions.models import Message, MessageList, Session, check_metadata_entry
 
 _LOG_LOCK = threading.Lock()
 
@@ -95,18 +95,8 @@ def metadata_as_json(metadata: dict[str, Any]) -> dict[str, str]:
         raise InvalidInputError("metadata", "must be a dict of string keys to JSON values")
     encoded: dict[str, str] = {}
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or "\x00" in key:
-            raise InvalidInputError(
-                "metadata key", f"{key!r} must be a non-empty string without NUL"
-            )
-        try:
-            text = json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
-            text.encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"metadata[{key}]", f"not a JSON value: {exc}") from exc
-        if "\\u0000" in text:
-            raise InvalidInputError(f"metadata[{key}]", "NUL characters cannot be stored")
-        encoded[key] = text
+        check_metadata_entry(key, value)
+        encoded[key] = json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
     return encoded
 
 

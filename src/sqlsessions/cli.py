@@ -33,9 +33,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals could hold a database password
     rich_markup_mode="markdown",
 )
-db_app = typer.Typer(
-    help="Manage the database schema (Alembic migrations).", no_args_is_help=True
-)
+db_app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
 sessions_app = typer.Typer(help="List, show and delete sessions.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sessions_app, name="sessions")

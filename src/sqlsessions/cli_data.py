@@ -74,9 +74,7 @@ def import_command(
                     counts.problems.append(problem)
                     progress.console.print(Text(str(problem), style="red"))
                 progress.advance(task)
-    summary = (
-        f"{counts.imported} imported, {counts.unchanged} unchanged, {counts.skipped} skipped"
-    )
+    summary = f"{counts.imported} imported, {counts.unchanged} unchanged, {counts.skipped} skipped"
     console.print(Text(summary, style="bold red" if counts.skipped else "bold green"))
     if counts.skipped:
         raise typer.Exit(1)

@@ -98,12 +98,26 @@ def demo_command(ctx: typer.Context) -> None:
             session = reader.get_if_exists(DEMO_SESSION_ID)
             ensure_schema(reader.engine, state.schema, reader.config.auto_migrate)
             views: list[Any] = [
-                read_view(reader.engine, "session_summary", schema=state.schema,
-                          session_id=DEMO_SESSION_ID),
-                read_view(reader.engine, "tool_usage", schema=state.schema,
-                          agent_id=DEMO_AGENT_ID, limit=20),
-                read_view(reader.engine, "daily_activity", schema=state.schema,
-                          agent_id=DEMO_AGENT_ID, limit=7),
+                read_view(
+                    reader.engine,
+                    "session_summary",
+                    schema=state.schema,
+                    session_id=DEMO_SESSION_ID,
+                ),
+                read_view(
+                    reader.engine,
+                    "tool_usage",
+                    schema=state.schema,
+                    agent_id=DEMO_AGENT_ID,
+                    limit=20,
+                ),
+                read_view(
+                    reader.engine,
+                    "daily_activity",
+                    schema=state.schema,
+                    agent_id=DEMO_AGENT_ID,
+                    limit=7,
+                ),
             ]
     console.print(Text(f"Recorded a demo conversation in {state.shown_url}", style="bold"))
     console.print()
@@ -119,8 +133,7 @@ def demo_command(ctx: typer.Context) -> None:
     url = "" if state.url == "sqlite:///sessions.db" else f" --url '{state.shown_url}'"
     console.print(
         Text(
-            f"Next: sqlsessions{url} sessions show {DEMO_SESSION_ID}   |   "
-            f"sqlsessions{url} stats",
+            f"Next: sqlsessions{url} sessions show {DEMO_SESSION_ID}   |   sqlsessions{url} stats",
             style="dim",
         )
     )

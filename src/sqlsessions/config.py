@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,6 +14,9 @@ from sqlsessions.errors import InvalidInputError
 
 DEFAULT_SESSION_TTL = timedelta(days=7)
 """Sessions expire 7 days after they were last saved or touched, unless configured otherwise."""
+
+MAX_TTL = timedelta(days=365 * 100)
+"""The longest TTL accepted; for longer, use None (no expiration)."""
 
 DEFAULT_DATABASE_URL = "sqlite:///sessions.db"
 DATABASE_URL_ENV = "SQLSESSIONS_DATABASE_URL"
@@ -41,11 +45,15 @@ class StoreConfig:
     def __post_init__(self) -> None:
         ttl: Any = self.ttl
         if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+            if not math.isfinite(ttl) or not 0 < ttl <= MAX_TTL.total_seconds():
+                raise InvalidInputError("ttl", f"must be between 0 and {MAX_TTL} (or None)")
             object.__setattr__(self, "ttl", timedelta(seconds=ttl))
         elif ttl is not None and not isinstance(ttl, timedelta):
             raise InvalidInputError("ttl", "must be a timedelta, a number of seconds, or None")
-        if self.ttl is not None and self.ttl <= timedelta(0):
-            raise InvalidInputError("ttl", "must be positive (use None for no expiration)")
+        if self.ttl is not None and not timedelta(0) < self.ttl <= MAX_TTL:
+            raise InvalidInputError(
+                "ttl", f"must be positive and at most {MAX_TTL} (use None for no expiration)"
+            )
         if self.schema is not None and not self.schema.isidentifier():
             raise InvalidInputError("schema", "must be a plain SQL identifier")
         normalize_url(self.url)  # fail early on a malformed URL

@@ -89,9 +89,10 @@ def is_database_error(exc: BaseException) -> bool:
 
 def is_retryable(exc: BaseException) -> bool:
     """A transient contention error worth retrying the whole operation for."""
-    if not isinstance(exc, DBAPIError):
+    if not is_database_error(exc):
         return False
-    message = str(exc.orig).lower()
+    # SQLAlchemy wraps driver errors; ours from the BEGIN hook reach here unwrapped.
+    message = str(exc.orig if isinstance(exc, DBAPIError) else exc).lower()
     return (
         "database is locked" in message
         or "database table is locked" in message

@@ -56,7 +56,10 @@ __all__ = [
     "Session",
     "ToolCall",
     "ToolFunction",
+    "check_metadata_entry",
+    "check_session_fields",
     "check_session_id",
+    "check_text",
     "format_timestamp",
     "parse_timestamp",
 ]
@@ -492,6 +495,35 @@ class MessageList(list):  # type: ignore[type-arg]
         return super().__imul__(n)
 
 
+def check_text(value: Any, field: str, max_length: int | None = None) -> str:
+    """`value` if it is a string PostgreSQL can store (and not too long), else InvalidInputError."""
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInputError(field, f"is longer than {max_length} characters ({len(value)})")
+    problem = _text_problem(value)
+    if problem is not None:
+        raise InvalidInputError(field, problem)
+    return value
+
+
+def check_metadata_entry(key: Any, value: Any) -> None:
+    """Raise InvalidInputError (naming the key) unless `key: value` is valid metadata."""
+    problem = _metadata_problem(key, value)
+    if problem is not None:
+        raise InvalidInputError(*problem)
+
+
+def check_session_fields(session: Session) -> None:
+    """Re-check the fields of a session that callers may have assigned directly
+    (assignment is not validated); messages and metadata are checked where they are written."""
+    check_session_id(session.id)
+    check_text(session.agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
+    for name in ("created_at", "updated_at"):
+        if not isinstance(getattr(session, name), datetime):
+            raise InvalidInputError(name, "must be a datetime")
+
+
 def check_session_id(value: Any, field: str = "session_id") -> str:
     """`value` if it is a valid session id, else InvalidInputError naming `field`."""
     if not isinstance(value, str):
@@ -563,6 +595,13 @@ class Session(_Model):
     @classmethod
     def _null_agent_is_empty(cls, value: Any) -> Any:
         return "" if value is None else value
+
+    @field_validator("agent_id")
+    @classmethod
+    def _agent_id_fits(cls, value: str) -> str:
+        if len(value) > MAX_SESSION_ID_LENGTH:
+            raise _invalid(f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})")
+        return value
 
     @field_validator("messages", mode="before")
     @classmethod

@@ -19,7 +19,13 @@ from sqlalchemy import Executable
 from sqlsessions import statements as sql
 from sqlsessions.changes import StoredState, check_new_messages, metadata_as_json, plan_save
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
-from sqlsessions.models import Message, MessageList, Session, check_session_id
+from sqlsessions.models import (
+    Message,
+    MessageList,
+    Session,
+    check_session_fields,
+    check_session_id,
+)
 
 T = TypeVar("T")
 
@@ -290,7 +296,7 @@ class StoreCore:
         """Write what changed since `session` was loaded; ConflictError if someone else wrote."""
         if not isinstance(session, Session):
             raise InvalidInputError("session", f"must be a Session, not {type(session).__name__}")
-        check_session_id(session.id)
+        check_session_fields(session)
 
         def steps(tx: Transaction) -> Steps[None]:
             now = utcnow()

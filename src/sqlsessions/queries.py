@@ -14,7 +14,7 @@ from sqlalchemy import Select, and_, bindparam, exists, or_, select, tuple_
 from sqlsessions import statements as sql
 from sqlsessions.changes import metadata_as_json
 from sqlsessions.errors import InvalidInputError, SessionNotFoundError
-from sqlsessions.models import Message, Role, check_session_id
+from sqlsessions.models import MAX_SESSION_ID_LENGTH, Message, Role, check_session_id, check_text
 from sqlsessions.operations import Operation, Steps, Transaction, utcnow
 from sqlsessions.schema import UTCDateTime, session_metadata, sessions
 
@@ -131,8 +131,8 @@ def list_sessions(
 ) -> Operation[SessionPage]:
     """A page of live sessions matching every filter given, newest update first."""
     check_limit(limit, maximum=MAX_PAGE_SIZE)
-    if agent_id is not None and not isinstance(agent_id, str):
-        raise InvalidInputError("agent_id", "must be a string")
+    if agent_id is not None:
+        check_text(agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInputError("metadata", "must be a dict of keys to required JSON values")
     for name, value in (("updated_after", updated_after), ("updated_before", updated_before)):

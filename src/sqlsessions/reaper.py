@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -15,19 +16,34 @@ from sqlsessions.operations import Operation, Steps, Transaction, utcnow
 logger = logging.getLogger("sqlsessions.reaper")
 
 DEFAULT_BATCH_SIZE = 1000
+MAX_INTERVAL_SECONDS = 7 * 24 * 3600
 
 
 def check_interval(interval: float) -> float:
-    """`interval` in seconds if positive, else InvalidInputError."""
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-        raise InvalidInputError("interval", "must be a positive number of seconds")
+    """`interval` in seconds if a positive, finite number, else InvalidInputError."""
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not math.isfinite(interval)
+        or interval <= 0
+        or interval > MAX_INTERVAL_SECONDS
+    ):
+        raise InvalidInputError(
+            "interval", f"must be a positive number of seconds, at most {MAX_INTERVAL_SECONDS}"
+        )
     return float(interval)
+
+
+def check_batch_size(batch_size: int) -> int:
+    """`batch_size` if a positive integer, else InvalidInputError."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError("batch_size", "must be a positive integer")
+    return batch_size
 
 
 def reap_batch(dialect: str, batch_size: int) -> Operation[int]:
     """Delete up to `batch_size` expired sessions with all their rows, in one short transaction."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError("batch_size", "must be a positive integer")
+    check_batch_size(batch_size)
     statement = sql.reap_batch(dialect)
 
     def steps(tx: Transaction) -> Steps[int]:

@@ -26,7 +26,7 @@ from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
 from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
 from sqlsessions.queries import SessionPage
-from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, reap_batch
+from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, check_batch_size, reap_batch
 
 T = TypeVar("T")
 
@@ -140,6 +140,7 @@ class Store:
         self, interval: float = 60.0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> ReaperThread:
         """Sweep expired sessions every `interval` s in a daemon thread; `handle.stop()`."""
+        check_batch_size(batch_size)
         return ReaperThread(lambda: self.reap_expired(batch_size), interval).start()
 
     def clear_cache(self) -> None:

@@ -94,8 +94,11 @@ def read_records(path: str | Path, text: str | None = None) -> Iterator[Record |
     except ValueError:
         yield from _read_lines(name, text)
         return
-    if isinstance(whole, dict) and "id" not in whole and whole and all(
-        isinstance(value, (dict, str)) for value in whole.values()
+    if (
+        isinstance(whole, dict)
+        and "id" not in whole
+        and whole
+        and all(isinstance(value, (dict, str)) for value in whole.values())
     ):
         for value in whole.values():  # a dump of a key-value store: key -> session
             yield Record(name, start_line, value)
