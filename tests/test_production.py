@@ -398,3 +398,23 @@ def test_start_reaper_sweeps_in_the_background_until_stopped(store: Any, migrate
         reaped = handle.reaped
     assert reaped == 1
     assert store.list() == []
+
+
+def test_the_cache_keeps_only_the_most_recently_used_sessions(open_store: Any) -> None:
+    store = open_store(cache_size=2)
+    for name in ("a", "b", "c"):
+        store.get(name)
+    with recorded_statements(store.engine) as log:
+        store.get("c")
+    assert len(log.statements) == 1  # still cached: the one validating lookup
+    with recorded_statements(store.engine) as log:
+        store.get("a")
+    assert len(log.statements) > 1  # evicted: loaded again
+
+
+def test_a_cache_size_of_zero_disables_the_cache(open_store: Any) -> None:
+    store = open_store(cache_size=0)
+    store.get("a")
+    with recorded_statements(store.engine) as log:
+        store.get("a")
+    assert len(log.statements) > 1  # the full load, every time

@@ -43,7 +43,7 @@ class AsyncStore:
         self.config = config or StoreConfig()
         self._engine = engine or create_asyncio_engine(self.config)
         self._owns_engine = engine is None
-        self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache)
+        self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache_size)
         self._ready = False
         self._ready_lock = asyncio.Lock()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
+from sqlsessions.cache import DEFAULT_CACHE_SIZE
 from sqlsessions.errors import InvalidInputError
 
 DEFAULT_SESSION_TTL = timedelta(days=7)
@@ -33,13 +34,15 @@ class StoreConfig:
     a zero TTL but silently applies the default; here `None` really means no expiry).
     `auto_migrate=None` migrates SQLite databases on first use and never PostgreSQL ones.
     `schema` puts every table (and Alembic's version table) in that PostgreSQL schema.
+    `cache_size` bounds the process-local cache (sessions, least recently used evicted);
+    0 disables it.
     """
 
     url: str | URL = DEFAULT_DATABASE_URL
     ttl: timedelta | None = DEFAULT_SESSION_TTL
     schema: str | None = None
     auto_migrate: bool | None = None
-    cache: bool = True
+    cache_size: int = DEFAULT_CACHE_SIZE
     engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,12 +59,18 @@ class StoreConfig:
             )
         if self.schema is not None and not self.schema.isidentifier():
             raise InvalidInputError("schema", "must be a plain SQL identifier")
+        if (
+            isinstance(self.cache_size, bool)
+            or not isinstance(self.cache_size, int)
+            or self.cache_size < 0
+        ):
+            raise InvalidInputError("cache_size", "must be a non-negative integer")
         normalize_url(self.url)  # fail early on a malformed URL
 
     def __repr__(self) -> str:
         return (
             f"StoreConfig(url={mask_password(self.url)!r}, ttl={self.ttl!r}, "
-            f"schema={self.schema!r}, auto_migrate={self.auto_migrate!r}, cache={self.cache!r})"
+            f"schema={self.schema!r}, auto_migrate={self.auto_migrate!r}, cache_size={self.cache_size!r})"
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Executable
 
 from sqlsessions import statements as sql
+from sqlsessions.cache import DEFAULT_CACHE_SIZE, SessionCache
 from sqlsessions.changes import StoredState, check_new_messages, metadata_as_json, plan_save
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
 from sqlsessions.models import (
@@ -140,11 +141,12 @@ def session_from_state(state: StoredState) -> Session:
 class StoreCore:
     """Cache, TTL and concurrency rules, as operations any executor can run."""
 
-    def __init__(self, dialect: str, ttl: timedelta | None, cache: bool = True) -> None:
+    def __init__(
+        self, dialect: str, ttl: timedelta | None, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
         self.dialect = dialect
         self.ttl = ttl
-        self.cache_enabled = cache
-        self._cache: dict[str, StoredState] = {}
+        self._cache = SessionCache(cache_size)
         self._insert_session = sql.insert_session_if_absent(dialect)
         self._upsert_metadata = sql.upsert_metadata(dialect)
         self._append_statement: Executable = (
@@ -160,11 +162,10 @@ class StoreCore:
         self._cache.clear()
 
     def _remember(self, state: StoredState) -> None:
-        if self.cache_enabled:
-            self._cache[state.session_id] = state
+        self._cache.put(state)
 
     def _forget(self, session_id: str) -> None:
-        self._cache.pop(session_id, None)
+        self._cache.discard(session_id)
 
     def expiry(self, now: datetime) -> datetime | None:
         return None if self.ttl is None else now + self.ttl
@@ -500,7 +501,7 @@ class StoreCore:
             def refresh_cache() -> None:
                 cached = self._cache.get(session_id)
                 if cached is not None:
-                    self._cache[session_id] = replace(cached, expires_at=expires_at)
+                    self._cache.put(replace(cached, expires_at=expires_at))
 
             tx.after_commit(refresh_cache)
 
