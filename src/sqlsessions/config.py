@@ -70,7 +70,8 @@ class StoreConfig:
     def __repr__(self) -> str:
         return (
             f"StoreConfig(url={mask_password(self.url)!r}, ttl={self.ttl!r}, "
-            f"schema={self.schema!r}, auto_migrate={self.auto_migrate!r}, cache_size={self.cache_size!r})"
+            f"schema={self.schema!r}, auto_migrate={self.auto_migrate!r}, "
+            f"cache_size={self.cache_size!r})"
         )
 
 
