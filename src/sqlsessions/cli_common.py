@@ -39,7 +39,7 @@ class State:
 
     def config(self, **options: Any) -> StoreConfig:
         """A store configuration for this database (the CLI never caches sessions)."""
-        options.setdefault("cache", False)
+        options.setdefault("cache_size", 0)
         return StoreConfig(url=self.url, schema=self.schema, **options)
 
     def open_store(self, **options: Any) -> Store:

@@ -20,10 +20,8 @@ pydantic's ``ValidationError``.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any
 
@@ -47,6 +45,16 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import Self
 
 from sqlsessions.errors import InvalidInputError
+from sqlsessions.message_list import MessageList
+from sqlsessions.timestamps import format_timestamp, parse_timestamp
+from sqlsessions.validation import (
+    MAX_SESSION_ID_LENGTH,
+    check_metadata_entry,
+    check_session_id,
+    check_text,
+    metadata_problem,
+    text_problem,
+)
 
 __all__ = [
     "MAX_SESSION_ID_LENGTH",
@@ -64,9 +72,6 @@ __all__ = [
     "parse_timestamp",
 ]
 
-MAX_SESSION_ID_LENGTH = 255
-"""The longest session id accepted, in characters."""
-
 _UTC = timezone.utc
 
 
@@ -78,17 +83,6 @@ def _now() -> datetime:
 # --------------------------------------------------------------------------- validation helpers
 
 
-def _text_problem(value: str) -> str | None:
-    """Why `value` cannot be stored as PostgreSQL text, or None when it can."""
-    if "\x00" in value:
-        return "contains a NUL character (\\x00), which PostgreSQL text cannot store"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8 (it contains a lone surrogate)"
-    return None
-
-
 def _invalid(reason: str, field: str | None = None) -> PydanticCustomError:
     """A pydantic error that becomes InvalidInputError(field or its location, reason)."""
     ctx: dict[str, Any] = {"reason": reason}
@@ -98,7 +92,7 @@ def _invalid(reason: str, field: str | None = None) -> PydanticCustomError:
 
 
 def _check_text(value: str) -> str:
-    problem = _text_problem(value)
+    problem = text_problem(value)
     if problem is not None:
         raise _invalid(problem)
     return value
@@ -301,48 +295,6 @@ class Message(_Value):
 
 # --------------------------------------------------------------------------- timestamps
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
-)
-
-
-def parse_timestamp(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp as Go writes it into an aware UTC datetime.
-
-    Accepts nanosecond fractions (truncated to microseconds), ``Z`` and ``±HH:MM`` offsets;
-    a timestamp without an offset is taken as UTC. Raises ValueError when `text` is not one.
-    """
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
-    fraction = match.group(7) or ""
-    microsecond = int((fraction[:6]).ljust(6, "0"))
-    tz = _UTC
-    if match.group(9) is not None:
-        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
-        if offset >= timedelta(hours=24):
-            raise ValueError(f"offset out of range in {text!r}")
-        tz = timezone(-offset if match.group(9) == "-" else offset)
-    try:
-        value = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tz)
-        return value.astimezone(_UTC)
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"not a valid timestamp: {text!r} ({exc})") from None
-
-
-def format_timestamp(value: datetime) -> str:
-    """Format like Go's RFC3339Nano in UTC: ``2026-11-24T21:59:03.1234Z`` (naive means UTC)."""
-    value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
-    text = (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
-    )
-    if value.microsecond:
-        text += "." + f"{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
-
 
 def _timestamp_in(value: Any) -> datetime:
     if isinstance(value, datetime):
@@ -371,147 +323,7 @@ _Timestamp = Annotated[
 ]
 
 
-# --------------------------------------------------------------------------- metadata
-
-
-def _json_value_problem(value: Any) -> str | None:
-    """Why `value` is not a JSON value that round-trips and fits in PostgreSQL, or None."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except TypeError as exc:
-        return f"is not JSON-serialisable: {exc}"
-    except ValueError as exc:
-        if "Out of range float" in str(exc):
-            return "contains NaN or Infinity, which JSON cannot represent"
-        return f"is not a JSON value: {exc}"
-    except RecursionError:
-        return "is nested too deeply to be written as JSON"
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            problem = _text_problem(item)
-            if problem is not None:
-                return f"holds a string that {problem}"
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                if not isinstance(key, str):
-                    return f"holds an object key that is not a string: {key!r}"
-                stack.append(key)
-                stack.append(inner)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return None
-
-
-def _metadata_problem(key: Any, value: Any) -> tuple[str, str] | None:
-    """(field, reason) when a metadata entry is not valid, else None."""
-    if not isinstance(key, str):
-        return "metadata key", f"must be a string, not {type(key).__name__}"
-    if not key:
-        return "metadata key", "must not be empty"
-    problem = _text_problem(key)
-    if problem is not None:
-        return "metadata key", problem
-    problem = _json_value_problem(value)
-    if problem is not None:
-        return f"metadata[{key}]", problem
-    return None
-
-
 # --------------------------------------------------------------------------- session
-
-
-class MessageList(list):  # type: ignore[type-arg]
-    """A session's list of messages that remembers how much of it is unchanged.
-
-    `mark_clean(token)` records a checkpoint; afterwards `unchanged_prefix(token)` tells how
-    many leading messages no assignment, deletion, insertion or reordering has touched
-    (appends keep the prefix). Whoever checkpoints it (the store) can then find what was
-    appended without comparing the whole list. Behaves exactly like a list otherwise.
-    """
-
-    _clean_upto: int = 0
-    _token: object = None
-
-    def mark_clean(self, token: object) -> None:
-        """Checkpoint: the whole current list is unchanged as of `token`."""
-        self._clean_upto = len(self)
-        self._token = token
-
-    def retoken(self, old: object, new: object) -> None:
-        """Move the checkpoint taken as `old` to `new`, keeping what changed since."""
-        if self._token is old:
-            self._token = new
-
-    def unchanged_prefix(self, token: object) -> int:
-        """How many leading messages are untouched since `mark_clean(token)` (0 if not ours)."""
-        return self._clean_upto if token is self._token else 0
-
-    def _changed_from(self, index: Any) -> None:
-        if isinstance(index, slice):
-            start = index.indices(len(self))[0]
-            if index.step is not None and index.step < 0:
-                start = 0
-        else:
-            start = index + len(self) if index < 0 else index
-        self._clean_upto = max(0, min(self._clean_upto, start))
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        self._changed_from(index)
-        super().__setitem__(index, value)
-
-    def __delitem__(self, index: Any) -> None:
-        self._changed_from(index)
-        super().__delitem__(index)
-
-    def insert(self, index: Any, value: Any) -> None:
-        self._changed_from(min(index, len(self)) if index >= 0 else index)
-        super().insert(index, value)
-
-    def pop(self, index: Any = -1) -> Any:
-        self._changed_from(index)
-        return super().pop(index)
-
-    def remove(self, value: Any) -> None:
-        self._changed_from(self.index(value))
-        super().remove(value)
-
-    def clear(self) -> None:
-        self._clean_upto = 0
-        super().clear()
-
-    def sort(self, *args: Any, **kwargs: Any) -> None:
-        self._clean_upto = 0
-        super().sort(*args, **kwargs)
-
-    def reverse(self) -> None:
-        self._clean_upto = 0
-        super().reverse()
-
-    def __imul__(self, n: Any) -> Any:  # type: ignore[misc]
-        if n < 1:  # repeating keeps the prefix; zero or less clears the list
-            self._clean_upto = 0
-        return super().__imul__(n)
-
-
-def check_text(value: Any, field: str, max_length: int | None = None) -> str:
-    """`value` if it is a string PostgreSQL can store (and not too long), else InvalidInputError."""
-    if not isinstance(value, str):
-        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
-    if max_length is not None and len(value) > max_length:
-        raise InvalidInputError(field, f"is longer than {max_length} characters ({len(value)})")
-    problem = _text_problem(value)
-    if problem is not None:
-        raise InvalidInputError(field, problem)
-    return value
-
-
-def check_metadata_entry(key: Any, value: Any) -> None:
-    """Raise InvalidInputError (naming the key) unless `key: value` is valid metadata."""
-    problem = _metadata_problem(key, value)
-    if problem is not None:
-        raise InvalidInputError(*problem)
 
 
 def check_session_fields(session: Session) -> None:
@@ -522,22 +334,6 @@ def check_session_fields(session: Session) -> None:
     for name in ("created_at", "updated_at"):
         if not isinstance(getattr(session, name), datetime):
             raise InvalidInputError(name, "must be a datetime")
-
-
-def check_session_id(value: Any, field: str = "session_id") -> str:
-    """`value` if it is a valid session id, else InvalidInputError naming `field`."""
-    if not isinstance(value, str):
-        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
-    if not value:
-        raise InvalidInputError(field, "must not be empty")
-    if len(value) > MAX_SESSION_ID_LENGTH:
-        raise InvalidInputError(
-            field, f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})"
-        )
-    problem = _text_problem(value)
-    if problem is not None:
-        raise InvalidInputError(field, problem)
-    return value
 
 
 class Session(_Model):
@@ -621,7 +417,7 @@ class Session(_Model):
         if not isinstance(value, Mapping):
             raise _invalid(f"must be a mapping of string keys, not {type(value).__name__}")
         for key, inner in value.items():
-            problem = _metadata_problem(key, inner)
+            problem = metadata_problem(key, inner)
             if problem is not None:
                 raise _invalid(problem[1], field=problem[0])
         return dict(value)
@@ -701,7 +497,7 @@ class Session(_Model):
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Set a metadata entry (`value` must be a JSON value) and bump updated_at."""
-        problem = _metadata_problem(key, value)
+        problem = metadata_problem(key, value)
         if problem is not None:
             raise InvalidInputError(*problem)
         self.metadata[key] = value

@@ -1,0 +1,105 @@
+"""What can be stored: checks on ids, text, and metadata shared by the models and the store.
+
+Every check names the field it rejects and says why (InvalidInputError); none needs a database.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlsessions.errors import InvalidInputError
+
+MAX_SESSION_ID_LENGTH = 255
+"""The longest session id accepted, in characters."""
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as PostgreSQL text, or None when it can."""
+    if "\x00" in value:
+        return "contains a NUL character (\\x00), which PostgreSQL text cannot store"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (it contains a lone surrogate)"
+    return None
+
+
+def json_value_problem(value: Any) -> str | None:
+    """Why `value` is not a JSON value that round-trips and fits in PostgreSQL, or None."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except TypeError as exc:
+        return f"is not JSON-serialisable: {exc}"
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            return "contains NaN or Infinity, which JSON cannot represent"
+        return f"is not a JSON value: {exc}"
+    except RecursionError:
+        return "is nested too deeply to be written as JSON"
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return f"holds a string that {problem}"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    return f"holds an object key that is not a string: {key!r}"
+                stack.append(key)
+                stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
+
+
+def metadata_problem(key: Any, value: Any) -> tuple[str, str] | None:
+    """(field, reason) when a metadata entry is not valid, else None."""
+    if not isinstance(key, str):
+        return "metadata key", f"must be a string, not {type(key).__name__}"
+    if not key:
+        return "metadata key", "must not be empty"
+    problem = text_problem(key)
+    if problem is not None:
+        return "metadata key", problem
+    problem = json_value_problem(value)
+    if problem is not None:
+        return f"metadata[{key}]", problem
+    return None
+
+
+def check_text(value: Any, field: str, max_length: int | None = None) -> str:
+    """`value` if it is a string PostgreSQL can store (and not too long), else InvalidInputError."""
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInputError(field, f"is longer than {max_length} characters ({len(value)})")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidInputError(field, problem)
+    return value
+
+
+def check_metadata_entry(key: Any, value: Any) -> None:
+    """Raise InvalidInputError (naming the key) unless `key: value` is valid metadata."""
+    problem = metadata_problem(key, value)
+    if problem is not None:
+        raise InvalidInputError(*problem)
+
+
+def check_session_id(value: Any, field: str = "session_id") -> str:
+    """`value` if it is a valid session id, else InvalidInputError naming `field`."""
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidInputError(field, "must not be empty")
+    if len(value) > MAX_SESSION_ID_LENGTH:
+        raise InvalidInputError(
+            field, f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})"
+        )
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidInputError(field, problem)
+    return value
