@@ -361,24 +361,28 @@ class HeldWriteLock:
         self.conn.close()
 
 
-def locked_errors(store: Any) -> list[str]:
+@pytest.fixture
+def retried_lock_errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The "database is locked" errors the store's retry loop decided to retry."""
     seen: list[str] = []
+    original = sqlsessions.engine.is_retryable
 
-    def record(context: Any) -> None:
-        if "locked" in str(context.original_exception):
-            seen.append(str(context.original_exception))
+    def counting(exc: BaseException) -> bool:
+        retryable = original(exc)
+        if retryable and "locked" in str(exc):
+            seen.append(str(exc))
+        return retryable
 
-    event.listen(sync_engine_of(store), "handle_error", record)
+    monkeypatch.setattr(sqlsessions.engine, "is_retryable", counting)
     return seen
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_save_waits_out_a_write_lock_held_longer_than_sqlites_busy_timeout(
-    sqlite_url: str, kind: str, short_busy_timeout: None
+    sqlite_url: str, kind: str, short_busy_timeout: None, retried_lock_errors: list[str]
 ) -> None:
     with opened_store(sqlite_url, kind) as store:
         session = store.get("patient")
-        locked = locked_errors(store)
         blocker = HeldWriteLock(sqlite_path(sqlite_url))
         release = threading.Timer(1.0, blocker.release)
         release.start()
@@ -390,8 +394,8 @@ def test_a_save_waits_out_a_write_lock_held_longer_than_sqlites_busy_timeout(
             waited = time.monotonic() - started
         finally:
             release.join()
-        assert locked, "the save never met the lock"
-        assert waited >= 0.9
+        assert retried_lock_errors, "the save never met the lock"
+        assert waited >= 0.9  # far beyond SQLite's own 20 ms busy wait: the store retried
         store.clear_cache()
         assert [m.content for m in store.get_if_exists("patient").messages] == [
             "waited",
@@ -450,6 +454,52 @@ def test_concurrent_writers_in_several_processes_and_threads_all_succeed_on_sqli
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the first-use auto-migration on SQLite (Store._ensure_ready / prepare_schema) "
+    "runs in a deferred transaction and is not retried: when another writer commits between "
+    "its first read and its first CREATE TABLE, SQLite answers 'database is locked' at once "
+    "(a stale WAL snapshot cannot be upgraded to a write) and the first operation fails with "
+    "StorageError; fix: migrate under BEGIN IMMEDIATE and/or retry retryable errors there",
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_write_landing_during_the_first_use_migration_of_sqlite_does_not_fail_it(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "fresh.db"
+    sqlite3.connect(path).execute("PRAGMA journal_mode=WAL").close()
+    interleaved: list[str] = []
+
+    def another_writer_commits(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if interleaved or not statement.lstrip().upper().startswith("CREATE TABLE"):
+            return
+        interleaved.append(statement)
+        other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+        try:  # blocked (and skipped) if the migration already holds the write lock
+            other.execute("CREATE TABLE IF NOT EXISTS host_application (x INTEGER)")
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            other.close()
+
+    with opened_store(f"sqlite:///{path}", kind) as store:
+        event.listen(sync_engine_of(store), "before_cursor_execute", another_writer_commits)
+        session = store.get("first")
+        assert interleaved
+        session.add_message(Role.USER, "migrated despite the other writer")
+        store.save(session)
+        store.clear_cache()
+        assert store.get_if_exists("first").messages == session.messages
+
+
+@pytest.mark.xfail(
+    strict=False,  # a race: fails only sometimes until the bug above is fixed
+    reason="BUG (see test_a_write_landing_during_the_first_use_migration...): concurrent "
+    "first use of a fresh SQLite file can fail with 'database is locked'; make this test "
+    "plain once fixed",
+)
 def test_several_processes_opening_a_fresh_sqlite_file_at_once_all_succeed(
     tmp_path: Path,
 ) -> None:
