@@ -31,7 +31,13 @@ def _schema() -> str | None:
 def _run(connection: Connection) -> None:
     schema = _schema()
     if schema is not None and connection.dialect.name == "postgresql":
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        # Only when missing: CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database,
+        # which the owner of a schema made for it by a DBA may not have.
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :name"), {"name": schema}
+        ).first()
+        if exists is None:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
         connection = connection.execution_options(schema_translate_map={None: schema})
     else:
         schema = None

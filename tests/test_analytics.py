@@ -1,4 +1,5 @@
-"""The analytics views (migration 0003) and every query of the README's SQL analytics section, on both dialects."""
+"""The analytics views (migration 0003) and every query of the README's SQL analytics
+section, on both dialects."""
 
 from __future__ import annotations
 
@@ -202,7 +203,7 @@ def test_views_are_created_in_the_configured_postgresql_schema(postgres_url: str
     downgrade(postgres_url, "0002", schema="agents")
 
 
-# --- the README's SQL analytics section -------------------------------------------------------------------
+# --- the README's SQL analytics section ---------------------------------------------------
 
 SQL_BLOCK = re.compile(r"```sql(?: (sqlite|postgresql))?\n(.*?)```", re.DOTALL)
 
@@ -237,7 +238,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
 
 
 def documented_queries() -> list[tuple[str | None, str, str]]:
-    """(dialect or None for both, title, sql) for every SQL block of the README's SQL analytics section."""
+    """(dialect or None for both, title, sql) for each SQL block of the README's analytics."""
     found = []
     text = README.read_text(encoding="utf-8")
     section = text.split("## SQL analytics", 1)[1].split("\n## ", 1)[0]

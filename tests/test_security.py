@@ -272,12 +272,6 @@ def test_a_role_with_only_data_privileges_can_run_every_store_operation(
         assert store.list() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: migrations/env.py always runs CREATE SCHEMA IF NOT EXISTS, which PostgreSQL "
-    "refuses without CREATE on the database even when the schema exists and is owned by the "
-    "migrating role; fix: create the schema only when pg_namespace does not have it",
-)
 def test_migrations_run_as_the_owner_of_a_schema_made_by_the_dba(postgres_url: str) -> None:
     roles = Roles(postgres_url, "agents")
     try:
@@ -464,12 +458,6 @@ def test_migration_commands_on_an_unreachable_database_never_show_the_password()
             assert_no_secret(full_report(caught.value))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sqlsessions.migrate()/check()/current()/downgrade() let driver errors escape "
-    "unwrapped (sqlalchemy.exc.OperationalError), while the spec says driver exceptions never "
-    "leak: wrap them in StorageError (via engine.wrap_error) in migrate._connection",
-)
 def test_migration_commands_wrap_driver_errors_in_storage_error() -> None:
     from sqlsessions.migrate import check, current
 

@@ -86,7 +86,11 @@ def upgrade() -> None:
         sa.Column("key", sa.Text(), nullable=False),
         sa.Column(
             "value",
-            sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
+            # JSONB on PostgreSQL; TEXT on SQLite, where a JSON column's NUMERIC
+            # affinity would rewrite top-level numbers.
+            sa.JSON()
+            .with_variant(postgresql.JSONB(), "postgresql")
+            .with_variant(sa.Text(), "sqlite"),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(

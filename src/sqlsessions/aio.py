@@ -15,10 +15,8 @@ from sqlsessions import queries
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.engine import (
     create_asyncio_engine,
-    is_database_error,
     retry_delay_or_raise,
     retry_delays,
-    wrap_error,
 )
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
@@ -197,13 +195,19 @@ class AsyncStore:
         async with self._ready_lock:
             if self._ready:
                 return
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.run_sync(
-                        prepare_schema, self.config.auto_migrate, self.config.schema
+            delays = retry_delays()
+            while True:  # SQLite migrates under its write lock; retry if another writer holds it
+                try:
+                    async with self._engine.connect() as conn:
+                        conn = await conn.execution_options(sqlsessions_writes=True)
+                        async with conn.begin():
+                            await conn.run_sync(
+                                prepare_schema, self.config.auto_migrate, self.config.schema
+                            )
+                except Exception as exc:
+                    await asyncio.sleep(
+                        retry_delay_or_raise(exc, delays, self._engine.url, Transaction())
                     )
-            except Exception as exc:
-                if not is_database_error(exc):
-                    raise
-                raise wrap_error(exc, self._engine.url) from exc
+                    continue
+                break
             self._ready = True

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, pool, text
 from sqlalchemy.engine import URL
 
 from sqlsessions.config import normalize_url
+from sqlsessions.engine import is_database_error, wrap_error
 from sqlsessions.errors import SchemaNotReadyError, SqlSessionsError
 from sqlsessions.schema import metadata_for_schema
 
@@ -64,16 +65,23 @@ def _as_text(value: str | list[str] | tuple[str, ...] | None) -> str | None:
 
 @contextmanager
 def _connection(target: str | URL | Engine | Connection) -> Iterator[Connection]:
+    """A connection in a transaction; database errors come out wrapped (StorageError)."""
     if isinstance(target, Connection):
-        yield target
-        return
-    if isinstance(target, Engine):
+        engine, owned = target.engine, False
+    elif isinstance(target, Engine):
         engine, owned = target, False
     else:
         engine, owned = create_engine(normalize_url(target), poolclass=pool.NullPool), True
     try:
-        with engine.begin() as conn:
-            yield conn
+        if isinstance(target, Connection):
+            yield target
+        else:
+            with engine.begin() as conn:
+                yield conn
+    except Exception as exc:
+        if is_database_error(exc):
+            raise wrap_error(exc, engine.url) from exc
+        raise
     finally:
         if owned:
             engine.dispose()

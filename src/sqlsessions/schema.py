@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,7 +62,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-JSONValue: Any = JSON().with_variant(JSONB(), "postgresql")
+class JSONText(TypeDecorator[Any]):
+    """JSON kept as canonical text (sorted keys, compact) in a TEXT column.
+
+    Used on SQLite: a column declared JSON there has NUMERIC affinity, which would turn the
+    text of a top-level number into an SQLite number (2.0 -> 2, big ints -> floats).
+    """
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+JSONValue: Any = JSON().with_variant(JSONB(), "postgresql").with_variant(JSONText(), "sqlite")
+"""A metadata value: JSONB on PostgreSQL, JSON text on SQLite."""
 
 sessions = Table(
     "sessions",

@@ -17,10 +17,8 @@ from sqlsessions import queries
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.engine import (
     create_sync_engine,
-    is_database_error,
     retry_delay_or_raise,
     retry_delays,
-    wrap_error,
 )
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
@@ -196,11 +194,15 @@ class Store:
         with self._ready_lock:
             if self._ready:
                 return
-            try:
-                with self._engine.begin() as conn:
-                    prepare_schema(conn, self.config.auto_migrate, self.config.schema)
-            except Exception as exc:
-                if not is_database_error(exc):
-                    raise
-                raise wrap_error(exc, self._engine.url) from exc
+            delays = retry_delays()
+            while True:  # SQLite migrates under its write lock; retry if another writer holds it
+                try:
+                    with self._engine.connect() as conn:
+                        conn = conn.execution_options(sqlsessions_writes=True)
+                        with conn.begin():
+                            prepare_schema(conn, self.config.auto_migrate, self.config.schema)
+                except Exception as exc:
+                    time.sleep(retry_delay_or_raise(exc, delays, self._engine.url, Transaction()))
+                    continue
+                break
             self._ready = True
