@@ -171,13 +171,16 @@ class AsyncStore:
         while True:
             tx = Transaction()
             try:
-                async with self._engine.connect() as conn:
-                    result = await self._in_transaction(conn, operation, tx)
+                result = await self._execute(operation, tx)
             except Exception as exc:
                 await asyncio.sleep(retry_delay_or_raise(exc, delays, self._engine.url, tx))
                 continue
             tx.committed()
             return result
+
+    async def _execute(self, operation: Operation[T], tx: Transaction) -> T:
+        async with self._engine.connect() as conn:
+            return await self._in_transaction(conn, operation, tx)
 
     @staticmethod
     async def _in_transaction(conn: AsyncConnection, operation: Operation[T], tx: Transaction) -> T:

@@ -67,6 +67,8 @@ class Operation(Generic[T]):
     steps: Callable[[Transaction], Steps[T]]
     writes: bool = False
     autocommit: bool = False
+    direct: bool = False
+    """Every statement is a fixed one the sync store may run precompiled on the driver."""
 
 
 def drive_sync(steps: Steps[T], execute: Callable[..., Any], tx: Transaction) -> T:
@@ -186,7 +188,7 @@ class StoreCore:
             tx.after_commit(lambda: self._remember(state))
             return session_from_state(state)
 
-        return Operation(steps)
+        return Operation(steps, direct=True)
 
     def _load_state(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
         cached = self._cache.get(session_id)
@@ -289,7 +291,7 @@ class StoreCore:
             rows = (yield sql.select_live_ids, {"now": utcnow()}).all()
             return [row.id for row in rows]
 
-        return Operation(steps)
+        return Operation(steps, direct=True)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -317,7 +319,7 @@ class StoreCore:
 
             tx.after_commit(publish)
 
-        return Operation(steps, writes=True)
+        return Operation(steps, writes=True, direct=True)
 
     def _save_new(self, session: Session, now: datetime, pending: object) -> Steps[StoredState]:
         messages = list(session.messages)
@@ -472,7 +474,7 @@ class StoreCore:
                 yield from self._insert_messages(session_id, first_seq, new_messages, now)
             return int(row.version)
 
-        return Operation(steps, writes=True, autocommit=single_statement)
+        return Operation(steps, writes=True, autocommit=single_statement, direct=True)
 
     def delete(self, session_id: str) -> Operation[None]:
         """Remove a session and all its rows; a missing session is not an error."""
@@ -482,7 +484,7 @@ class StoreCore:
             yield sql.delete_session, {"sid": session_id}
             tx.after_commit(lambda: self._forget(session_id))
 
-        return Operation(steps, writes=True)
+        return Operation(steps, writes=True, direct=True)
 
     def touch(self, session_id: str) -> Operation[None]:
         """Restart a live session's TTL without changing its content."""
@@ -505,4 +507,4 @@ class StoreCore:
 
             tx.after_commit(refresh_cache)
 
-        return Operation(steps, writes=True)
+        return Operation(steps, writes=True, direct=True)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 
 from sqlsessions import queries
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
+from sqlsessions.direct import DirectExecutor
 from sqlsessions.engine import (
     create_sync_engine,
     retry_delay_or_raise,
@@ -43,6 +44,7 @@ class Store:
         self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache_size)
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._direct = DirectExecutor(self._engine)
 
     @classmethod
     def from_url(
@@ -170,13 +172,18 @@ class Store:
         while True:
             tx = Transaction()
             try:
-                with self._engine.connect() as conn:
-                    result = self._in_transaction(conn, operation, tx)
+                result = self._execute(operation, tx)
             except Exception as exc:
                 time.sleep(retry_delay_or_raise(exc, delays, self._engine.url, tx))
                 continue
             tx.committed()
             return result
+
+    def _execute(self, operation: Operation[T], tx: Transaction) -> T:
+        if operation.direct and self._direct.usable:  # precompiled, on the DB-API cursor
+            return self._direct.run(operation, tx)
+        with self._engine.connect() as conn:
+            return self._in_transaction(conn, operation, tx)
 
     @staticmethod
     def _in_transaction(conn: Connection, operation: Operation[T], tx: Transaction) -> T:
