@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Executable
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from sqlsessions.operations import Operation, Transaction, drive_sync
 
@@ -29,19 +28,19 @@ class PreparedStatement:
     """A statement compiled for one engine: SQL text and how to bind and read values."""
 
     sql: str
-    compiled: SQLCompiler
+    defaults: dict[str, Any]
+    """Every bind name, with the value of those the statement fixes (literals)."""
     positional: tuple[str, ...] | None
-    bind_processors: dict[str, Processor]
+    bind_processors: tuple[tuple[str, Processor], ...]
     row_type: Any
     result_processors: tuple[Processor | None, ...]
 
     def parameters(self, params: dict[str, Any]) -> Any:
-        values = self.compiled.construct_params(params, _check=False)
-        for name, process in self.bind_processors.items():
-            if name in values:
-                values[name] = process(values[name])
+        values = {**self.defaults, **params}
+        for name, process in self.bind_processors:
+            values[name] = process(values[name])
         if self.positional is not None:
-            return tuple(values[name] for name in self.positional)
+            return tuple([values[name] for name in self.positional])
         return values
 
 
@@ -92,13 +91,13 @@ class DirectExecutor:
         sql = compiled.string
         if self._schema_map:
             sql = compiled.preparer._render_schema_translates(sql, self._schema_map)
-        processors = {
-            name: process for name, process in compiled._bind_processors.items() if process
-        }
+        processors = tuple(
+            (name, process) for name, process in compiled._bind_processors.items() if process
+        )
         columns: Sequence[Any] = compiled._result_columns
         prepared = PreparedStatement(
             sql=sql,
-            compiled=compiled,
+            defaults=compiled.construct_params(_check=False),
             positional=tuple(compiled.positiontup) if compiled.positional else None,
             bind_processors=processors,
             row_type=namedtuple("Row", [c.keyname for c in columns]) if columns else None,

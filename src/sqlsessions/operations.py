@@ -151,6 +151,7 @@ class StoreCore:
         self._cache = SessionCache(cache_size)
         self._insert_session = sql.insert_session_if_absent(dialect)
         self._upsert_metadata = sql.upsert_metadata(dialect)
+        self._append_one = sql.append_one_statement() if dialect == "postgresql" else None
         self._append_statement: Executable = (
             sql.append_in_one_statement()
             if dialect == "postgresql"
@@ -461,12 +462,23 @@ class StoreCore:
                 "now": now,
                 "expires_at": self.expiry(now),
             }
-            if single_statement:  # messages travel as arrays inside the one statement
-                params.update(sql.append_array_params(new_messages))
-            row = (yield self._append_statement, params).first()
+            statement = self._append_statement
+            if single_statement:  # everything travels inside the one statement
+                only = new_messages[0]
+                if n == 1 and not only.tool_calls and self._append_one is not None:
+                    statement = self._append_one
+                    params.update(
+                        role=only.role.value,
+                        content=only.content,
+                        name=only.name,
+                        tool_call_id=only.tool_call_id,
+                    )
+                else:
+                    params.update(sql.append_array_params(new_messages))
+            row = (yield statement, params).first()
             if row is None:  # expired but not yet reaped: start afresh
                 yield sql.delete_expired_session, {"sid": session_id, "now": now}
-                row = (yield self._append_statement, params).first()
+                row = (yield statement, params).first()
             if row is None:
                 raise ConflictError(f"session {session_id!r} could not be revived for append")
             if not single_statement:

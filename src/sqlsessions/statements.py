@@ -357,6 +357,25 @@ def append_in_one_statement() -> Select[Any]:
     )
 
 
+def append_one_statement() -> Select[Any]:
+    """PostgreSQL: append one message without tool calls in one statement, scalar parameters
+    (the common case, spared the array encoding of `append_in_one_statement`)."""
+    head = upsert_session_for_append("postgresql").cte("head")
+    message_insert = insert(messages).from_select(
+        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"],
+        select(
+            bindparam("sid", type_=S.id.type),
+            head.c.last_seq,
+            bindparam("role", type_=M.role.type),
+            bindparam("content", type_=M.content.type),
+            bindparam("name", type_=M.name.type),
+            bindparam("tool_call_id", type_=M.tool_call_id.type),
+            bindparam("now", type_=M.created_at.type),
+        ).select_from(head),
+    )
+    return select(head.c.last_seq, head.c.version).add_cte(message_insert.cte("inserted"))
+
+
 def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]:
     """The parallel arrays `append_in_one_statement` takes (positions are 1-based)."""
     params: dict[str, list[Any]] = {
