@@ -20,7 +20,8 @@ pydantic's ``ValidationError``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any
@@ -131,6 +132,15 @@ def _to_invalid_input(exc: ValidationError, root: str) -> InvalidInputError:
     return InvalidInputError(field, reason)
 
 
+@contextmanager
+def _as_invalid_input(root: str) -> Iterator[None]:
+    """Turn pydantic's ValidationError into InvalidInputError naming the field."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise _to_invalid_input(exc, root) from exc
+
+
 class _Model(BaseModel):
     """Shared base: every construction / validation raises InvalidInputError."""
 
@@ -147,26 +157,20 @@ class _Model(BaseModel):
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
         """Validate a Python object; raises InvalidInputError naming the field."""
-        try:
+        with _as_invalid_input(cls.__name__.lower()):
             return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise _to_invalid_input(exc, cls.__name__.lower()) from exc
 
     @classmethod
     def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
         """Validate a JSON document; raises InvalidInputError (field "json" if it is not JSON)."""
-        try:
+        with _as_invalid_input(cls.__name__.lower()):
             return super().model_validate_json(json_data, *args, **kwargs)
-        except ValidationError as exc:
-            raise _to_invalid_input(exc, cls.__name__.lower()) from exc
 
     @classmethod
     def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
         """Validate string data; raises InvalidInputError naming the field."""
-        try:
+        with _as_invalid_input(cls.__name__.lower()):
             return super().model_validate_strings(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise _to_invalid_input(exc, cls.__name__.lower()) from exc
 
 
 class _Value(_Model):
