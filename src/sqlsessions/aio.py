@@ -102,7 +102,7 @@ class AsyncStore:
 
     async def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
-        return await self._run(queries.history(session_id, limit))
+        return await self._run(queries.history(self._core.dialect, session_id, limit))
 
     async def list_sessions(
         self,

@@ -149,6 +149,11 @@ class StoreCore:
         self.dialect = dialect
         self.ttl = ttl
         self._cache = SessionCache(cache_size)
+        # On PostgreSQL, reads and one-statement writes skip BEGIN/COMMIT (two round trips):
+        # under READ COMMITTED each statement has its own snapshot inside a transaction too,
+        # and a single statement is atomic on its own. SQLite keeps its transactions (a read
+        # transaction there is one snapshot, and writers need BEGIN IMMEDIATE).
+        self.single_statements_atomic = dialect == "postgresql"
         self._insert_session = sql.insert_session_if_absent(dialect)
         self._upsert_metadata = sql.upsert_metadata(dialect)
         self._append_one = sql.append_one_statement() if dialect == "postgresql" else None
@@ -189,7 +194,7 @@ class StoreCore:
             tx.after_commit(lambda: self._remember(state))
             return session_from_state(state)
 
-        return Operation(steps, direct=True)
+        return Operation(steps, autocommit=self.single_statements_atomic, direct=True)
 
     def _load_state(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
         cached = self._cache.get(session_id)
@@ -292,7 +297,7 @@ class StoreCore:
             rows = (yield sql.select_live_ids, {"now": utcnow()}).all()
             return [row.id for row in rows]
 
-        return Operation(steps, direct=True)
+        return Operation(steps, autocommit=self.single_statements_atomic, direct=True)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -496,7 +501,9 @@ class StoreCore:
             yield sql.delete_session, {"sid": session_id}
             tx.after_commit(lambda: self._forget(session_id))
 
-        return Operation(steps, writes=True, direct=True)
+        return Operation(
+            steps, writes=True, autocommit=self.single_statements_atomic, direct=True
+        )
 
     def touch(self, session_id: str) -> Operation[None]:
         """Restart a live session's TTL without changing its content."""
@@ -519,4 +526,6 @@ class StoreCore:
 
             tx.after_commit(refresh_cache)
 
-        return Operation(steps, writes=True, direct=True)
+        return Operation(
+            steps, writes=True, autocommit=self.single_statements_atomic, direct=True
+        )

@@ -157,14 +157,14 @@ def list_sessions(
             next_cursor = encode_cursor(last.updated_at, last.id)
         return SessionPage(sessions=page, next_cursor=next_cursor)
 
-    return Operation(steps)
+    return Operation(steps, autocommit=dialect == "postgresql")
 
 
 WIDEN_STEP = 16
 TOOL = Role.TOOL.value
 
 
-def history(session_id: str, limit: int = 50) -> Operation[list[Message]]:
+def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Message]]:
     """The last `limit` messages of a live session, read without loading the rest.
 
     A window never opens on a tool result: it widens back to the assistant message that
@@ -201,4 +201,4 @@ def history(session_id: str, limit: int = 50) -> Operation[list[Message]]:
         _, messages = sql.messages_from_rows(rows, calls.all())
         return messages
 
-    return Operation(steps)
+    return Operation(steps, autocommit=dialect == "postgresql")

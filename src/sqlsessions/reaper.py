@@ -50,7 +50,7 @@ def reap_batch(dialect: str, batch_size: int) -> Operation[int]:
         result = yield statement, {"now": utcnow(), "batch_size": batch_size}
         return int(result.rowcount)
 
-    return Operation(steps, writes=True)
+    return Operation(steps, writes=True, autocommit=dialect == "postgresql")
 
 
 class ReaperThread:

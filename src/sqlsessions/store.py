@@ -103,7 +103,7 @@ class Store:
 
     def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
-        return self._run(queries.history(session_id, limit))
+        return self._run(queries.history(self._core.dialect, session_id, limit))
 
     def list_sessions(
         self,
