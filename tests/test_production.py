@@ -418,3 +418,34 @@ def test_a_cache_size_of_zero_disables_the_cache(open_store: Any) -> None:
     with recorded_statements(store.engine) as log:
         store.get("a")
     assert len(log.statements) > 1  # the full load, every time
+
+
+def test_an_append_landing_between_the_reads_of_a_load_is_never_seen_twice(
+    open_store: Any, migrated_url: str, db_schema: str | None
+) -> None:
+    from sqlalchemy import event
+
+    from sqlsessions import Store, StoreConfig
+
+    reader = open_store()
+    writer = Store(StoreConfig(url=migrated_url, schema=db_schema))  # sync: runs inside the hook
+    writer.append("racy", Message(role=Role.USER, content="first"))
+    appended: list[bool] = []
+
+    def append_before_messages_are_read(*args: Any) -> None:
+        statement = args[2]
+        if not appended and re.search(r"FROM (\w+\.)?messages", statement):
+            appended.append(True)
+            writer.append("racy", Message(role=Role.USER, content="raced"))
+
+    engine = reader.engine
+    event.listen(engine, "before_cursor_execute", append_before_messages_are_read)
+    try:
+        reader.get("racy")
+    finally:
+        event.remove(engine, "before_cursor_execute", append_before_messages_are_read)
+    assert appended
+    writer.append("racy", Message(role=Role.USER, content="after"))
+    contents = [m.content for m in reader.get("racy").messages]  # the cache catches up
+    writer.close()
+    assert contents == ["first", "raced", "after"]

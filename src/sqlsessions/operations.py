@@ -223,7 +223,10 @@ class StoreCore:
             expires_at=row.expires_at,
             version=row.version,
             rewrite_version=row.rewrite_version,
-            last_seq=row.last_seq,
+            # Statements may see different snapshots (PostgreSQL reads run in autocommit):
+            # never record a last_seq below a message actually read, or a later catch-up
+            # would fetch that message again.
+            last_seq=max(row.last_seq, seqs[-1]) if seqs else row.last_seq,
             count=len(messages),
             seq_log=seqs,
             message_log=messages,
@@ -248,7 +251,7 @@ class StoreCore:
             expires_at=head.expires_at,
             version=head.version,
             rewrite_version=head.rewrite_version,
-            last_seq=head.last_seq,
+            last_seq=max(head.last_seq, seqs[-1]) if seqs else head.last_seq,
         )
 
     def _create_empty(self, session_id: str, now: datetime) -> Steps[StoredState]:
