@@ -176,6 +176,22 @@ def _server_setting(url: str, name: str) -> str:
 # --- main ---------------------------------------------------------------------------------
 
 
+def failed_row(name: str, label: str, dialect: str, exc: Exception) -> Row:
+    """A table row saying a scenario (or the database setup) could not run."""
+    return Row(
+        name,
+        label,
+        dialect,
+        None,
+        None,
+        "",
+        None,
+        "",
+        None,
+        note=f"failed: {type(exc).__name__}: {exc}",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings.for_run(args.quick)
@@ -209,38 +225,12 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:
                         failures += 1
                         traceback.print_exc()
-                        rows.append(
-                            Row(
-                                name,
-                                f"{name} (failed)",
-                                dialect,
-                                None,
-                                None,
-                                "",
-                                None,
-                                "",
-                                None,
-                                note=f"failed: {type(exc).__name__}: {exc}",
-                            )
-                        )
+                        rows.append(failed_row(name, f"{name} (failed)", dialect, exc))
                 chart[dialect] = ctx.chart
         except Exception as exc:  # the database itself could not be set up
             failures += 1
             traceback.print_exc()
-            rows.append(
-                Row(
-                    "setup",
-                    "database setup (failed)",
-                    dialect,
-                    None,
-                    None,
-                    "",
-                    None,
-                    "",
-                    None,
-                    note=f"failed: {type(exc).__name__}: {exc}",
-                )
-            )
+            rows.append(failed_row("setup", "database setup (failed)", dialect, exc))
     seconds = time.perf_counter() - _started
     machine = report.machine_info(versions.get("postgresql"))
     machine["postgresql_commits"] = versions.get("postgresql_commits")

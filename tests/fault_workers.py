@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import tempfile
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
 
+from postgres_provision import pgserver_instance, pgserver_url
 from sqlsessions import AsyncStore, Message, Role, Store, StoreConfig, ToolCall, ToolFunction
 from store_fixtures import BlockingAsyncStore
 
@@ -101,21 +99,9 @@ class PrivateServer:
 @contextmanager
 def private_postgres() -> Iterator[PrivateServer]:
     """A PostgreSQL server of our own (pgserver binaries), removed afterwards."""
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        from pgserver.postgres_server import get_server
-
-    root = Path(tempfile.mkdtemp(prefix="sqlsessions-private-pg-"))
-    try:
-        server = get_server(root / "pgdata", cleanup_mode="stop")
-        try:
-            uri = server.get_uri()
-            url = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
-            yield PrivateServer(url=url, pgdata=server.pgdata, _server=server)
-        finally:
-            server.cleanup()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with pgserver_instance("sqlsessions-private-pg-") as server:
+        url = pgserver_url(server.get_uri())
+        yield PrivateServer(url=url, pgdata=server.pgdata, _server=server)
 
 
 # --- versions written by a writer that gets killed --------------------------------------------

@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import URL
@@ -194,25 +195,32 @@ def _ping_docker() -> None:
 
 
 @contextmanager
-def _pgserver_postgres() -> Iterator[str]:
+def pgserver_instance(prefix: str = "sqlsessions-pg-") -> Iterator[Any]:
+    """A throwaway pgserver server in a fresh temp dir, stopped and removed afterwards."""
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         from pgserver.postgres_server import get_server
 
     # pgserver creates (and, as root, chowns) the pgdata directory itself; the socket
     # lives inside it when the path is short enough, so keep it under the temp root.
-    root = Path(tempfile.mkdtemp(prefix="sqlsessions-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         server = get_server(root / "pgdata", cleanup_mode="stop")
         try:
-            yield _pgserver_url(server.get_uri())
+            yield server
         finally:
             server.cleanup()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _pgserver_url(uri: str) -> str:
+@contextmanager
+def _pgserver_postgres() -> Iterator[str]:
+    with pgserver_instance() as server:
+        yield pgserver_url(server.get_uri())
+
+
+def pgserver_url(uri: str) -> str:
     """``postgresql://postgres:@/postgres?host=/tmp/x`` -> the psycopg dialect URL."""
     if not uri.startswith("postgresql://"):
         raise RuntimeError(f"unexpected pgserver URI: {uri}")

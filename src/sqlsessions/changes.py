@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -10,6 +9,7 @@ from typing import Any
 
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.models import Message, MessageList, Session, check_metadata_entry
+from sqlsessions.schema import json_text
 
 _LOG_LOCK = threading.Lock()
 
@@ -96,7 +96,7 @@ def metadata_as_json(metadata: dict[str, Any]) -> dict[str, str]:
     encoded: dict[str, str] = {}
     for key, value in metadata.items():
         check_metadata_entry(key, value)
-        encoded[key] = json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
+        encoded[key] = json_text(value)
     return encoded
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -15,25 +14,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlsessions.config import StoreConfig, mask_password, normalize_url
 from sqlsessions.errors import SqlSessionsError, StorageError
 from sqlsessions.operations import Transaction
+from sqlsessions.schema import json_text
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 RETRY_BUDGET_SECONDS = 30.0
 """How long an operation keeps retrying a locked SQLite database or a PostgreSQL deadlock."""
 
 
-def canonical_json_text(value: Any) -> str:
-    """JSON as sqlsessions stores it: compact with sorted keys, so equal values are equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+def _engine_options(url: URL, config: StoreConfig) -> dict[str, Any]:
+    options: dict[str, Any] = {"json_serializer": json_text}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+    options.update(config.engine_options)
+    return options
 
 
 def create_sync_engine(config: StoreConfig) -> Engine:
     """A pooled engine for `config.url` (psycopg or sqlite3)."""
     url = normalize_url(config.url)
-    options: dict[str, Any] = {"json_serializer": canonical_json_text}
-    if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
-    options.update(config.engine_options)
-    engine = create_engine(url, **options)
+    engine = create_engine(url, **_engine_options(url, config))
     _configure(engine, config)
     return engine
 
@@ -41,11 +40,7 @@ def create_sync_engine(config: StoreConfig) -> Engine:
 def create_asyncio_engine(config: StoreConfig) -> AsyncEngine:
     """A pooled asyncio engine for `config.url` (psycopg async or aiosqlite)."""
     url = normalize_url(config.url, asynchronous=True)
-    options: dict[str, Any] = {"json_serializer": canonical_json_text}
-    if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
-    options.update(config.engine_options)
-    engine = create_async_engine(url, **options)
+    engine = create_async_engine(url, **_engine_options(url, config))
     _configure(engine.sync_engine, config)
     return engine
 

@@ -62,6 +62,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
+def json_text(value: Any) -> str:
+    """JSON as sqlsessions stores it: compact, keys sorted, so equal values are equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 class JSONText(TypeDecorator[Any]):
     """JSON kept as canonical text (sorted keys, compact) in a TEXT column.
 
@@ -73,7 +78,7 @@ class JSONText(TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return json_text(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         return None if value is None else json.loads(value)

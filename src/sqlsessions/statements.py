@@ -7,7 +7,6 @@ sync and async stores execute exactly these.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -251,11 +250,6 @@ def messages_from_rows(
             )
         )
     return seqs, result
-
-
-def canonical_json(value: Any) -> Any:
-    """A JSON value as it comes back from the database (tuples become lists, keys strings)."""
-    return json.loads(json.dumps(value, allow_nan=False))
 
 
 # --- append: positions assigned inside the database ----------------------------------------
