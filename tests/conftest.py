@@ -121,9 +121,20 @@ def db_url(request: pytest.FixtureRequest, db_variant: str) -> str:
     if db_variant == SCHEMA_VARIANT:
         # Stores get StoreConfig(schema=...); raw SQL in tests finds the tables by search_path.
         url: str = request.getfixturevalue("postgres_url")
-        return f"{url}&options=-csearch_path%3D{TEST_SCHEMA}"
+        return with_search_path(url, TEST_SCHEMA)
     url = request.getfixturevalue(f"{db_variant}_url")
     return url
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """`url` whose connections search `schema` first, built with SQLAlchemy's URL API
+    (the URL may or may not carry a query string already)."""
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
 
 
 @pytest.fixture
