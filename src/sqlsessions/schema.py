@@ -103,6 +103,9 @@ sessions = Table(
     # Highest message seq ever assigned (seqs are never reused, even after trim).
     Column("last_seq", BigInteger(), nullable=False, server_default=text("0")),
     Column("message_count", Integer(), nullable=False, server_default=text("0")),
+    # A random token written when the row is created: tells a session from an earlier one
+    # deleted (or expired) under the same id, which also started at version 1.
+    Column("incarnation", String(32), nullable=False, server_default=text("''")),
     Index(
         "ix_sessions_expires_at",
         "expires_at",
@@ -129,7 +132,17 @@ messages = Table(
     Column("name", Text(), nullable=True),
     Column("tool_call_id", Text(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # The idempotency key of the append call that wrote this message (first message only).
+    Column("append_key", String(64), nullable=True),
     CheckConstraint("role IN ('system', 'user', 'assistant', 'tool')", name="role"),
+    Index(
+        "ix_messages_session_id_append_key",
+        "session_id",
+        "append_key",
+        unique=True,
+        postgresql_where=text("append_key IS NOT NULL"),
+        sqlite_where=text("append_key IS NOT NULL"),
+    ),
 )
 
 tool_calls = Table(

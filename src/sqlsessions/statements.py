@@ -7,6 +7,7 @@ sync and async stores execute exactly these.
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -163,6 +164,12 @@ def _dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Inse
 # --- row <-> model mapping ---------------------------------------------------------------
 
 
+def new_incarnation() -> str:
+    """A fresh random token for a newly created session row."""
+    return secrets.token_hex(16)
+
+
+
 def session_row_params(
     session_id: str,
     *,
@@ -174,9 +181,11 @@ def session_row_params(
     rewrite_version: int,
     last_seq: int,
     message_count: int,
+    incarnation: str | None = None,
 ) -> dict[str, Any]:
-    """Bind parameters for a whole session row."""
+    """Bind parameters for a whole session row (a new incarnation token unless given)."""
     return {
+        "incarnation": incarnation or new_incarnation(),
         "id": session_id,
         "agent_id": agent_id,
         "created_at": created_at,
