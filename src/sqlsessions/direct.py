@@ -11,7 +11,7 @@ while statement-level event listeners (e.g. tracing instrumentation) are attache
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -87,22 +87,29 @@ class DirectExecutor:
         if found is not None and found[0] is statement:
             return found[1]
         element: Any = statement
-        compiled: Any = element.compile(dialect=self.dialect, schema_translate_map=self._schema_map)
-        sql = compiled.string
+        # Public compilation API only: the string (schema names rendered when a schema
+        # translate map is in force), the bind parameters, and each type's processors.
+        options: dict[str, Any] = {"dialect": self.dialect}
         if self._schema_map:
-            sql = compiled.preparer._render_schema_translates(sql, self._schema_map)
+            options.update(schema_translate_map=self._schema_map, render_schema_translate=True)
+        compiled: Any = element.compile(**options)
+        binds = compiled.binds
         processors = tuple(
-            (name, process) for name, process in compiled._bind_processors.items() if process
+            (name, process)
+            for name, bind in binds.items()
+            if (process := bind.type.dialect_impl(self.dialect).bind_processor(self.dialect))
         )
-        columns: Sequence[Any] = compiled._result_columns
+        columns = getattr(element, "exported_columns", None) or ()
+        names = list(columns.keys()) if columns else []
         prepared = PreparedStatement(
-            sql=sql,
-            defaults=compiled.construct_params(_check=False),
+            sql=compiled.string,
+            defaults={name: bind.effective_value for name, bind in binds.items()},
             positional=tuple(compiled.positiontup) if compiled.positional else None,
             bind_processors=processors,
-            row_type=namedtuple("Row", [c.keyname for c in columns]) if columns else None,
+            row_type=namedtuple("Row", names) if names else None,
             result_processors=tuple(
-                c.type._cached_result_processor(self.dialect, None) for c in columns
+                column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
+                for column in columns
             ),
         )
         self._prepared[id(statement)] = (statement, prepared)
