@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sqlsessions import queries
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
+from sqlsessions.direct import AsyncDirectExecutor
 from sqlsessions.engine import (
     create_asyncio_engine,
     retry_delay_or_raise,
@@ -44,6 +45,7 @@ class AsyncStore:
         self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache_size)
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        self._direct = AsyncDirectExecutor(self._engine)
 
     @classmethod
     def from_url(
@@ -179,6 +181,8 @@ class AsyncStore:
             return result
 
     async def _execute(self, operation: Operation[T], tx: Transaction) -> T:
+        if operation.direct and self._direct.usable:  # precompiled, on the driver's connection
+            return await self._direct.run(operation, tx)
         async with self._engine.connect() as conn:
             return await self._in_transaction(conn, operation, tx)
 
