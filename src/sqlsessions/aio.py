@@ -95,12 +95,21 @@ class AsyncStore:
 
     # --- beyond the Go API ----------------------------------------------------------------
 
-    async def append(self, session_id: str, *messages: Message | dict[str, Any]) -> int:
+    async def append(
+        self,
+        session_id: str,
+        *messages: Message | dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> int:
         """Atomically add messages (positions assigned by the database; never conflicts).
 
         Creates the session if it does not exist. Returns the session's new version.
+        Exactly once, even when a dropped connection makes the store retry: each call
+        carries an idempotency key. Pass your own (1 to 64 characters) to make your own
+        retries safe too: a call whose key already landed in the session writes nothing
+        and returns the session's current version.
         """
-        return await self._run(self._core.append(session_id, messages))
+        return await self._run(self._core.append(session_id, messages, idempotency_key))
 
     async def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
@@ -190,11 +199,11 @@ class AsyncStore:
     async def _in_transaction(conn: AsyncConnection, operation: Operation[T], tx: Transaction) -> T:
         if operation.autocommit:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await drive_async(operation.steps(tx), conn.execute, tx)
+            return await drive_async(operation, conn.execute, tx)
         if operation.writes:
             conn = await conn.execution_options(sqlsessions_writes=True)
         async with conn.begin():
-            return await drive_async(operation.steps(tx), conn.execute, tx)
+            return await drive_async(operation, conn.execute, tx)
 
     async def _ensure_ready(self) -> None:
         if self._ready:

@@ -140,13 +140,13 @@ class DirectExecutor(StatementCache):
                 if operation.autocommit and not self._sqlite:
                     connection.autocommit = True
                     try:
-                        return drive_sync(operation.steps(tx), self._executor(cursor), tx)
+                        return drive_sync(operation, self._executor(cursor), tx)
                     finally:
                         connection.autocommit = False
                 if self._sqlite:
                     cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
                 try:
-                    result = drive_sync(operation.steps(tx), self._executor(cursor), tx)
+                    result = drive_sync(operation, self._executor(cursor), tx)
                 except BaseException:
                     connection.rollback()
                     raise

@@ -93,6 +93,10 @@ def is_retryable(exc: BaseException) -> bool:
         or "database table is locked" in message
         or "deadlock detected" in message
         or "could not serialize access" in message
+        # Two calls with one idempotency key raced (one rolled back whole): the retry finds
+        # the winner's messages and returns its version.
+        or "ix_messages_session_id_append_key" in message
+        or "unique constraint failed: messages.session_id, messages.append_key" in message
     )
 
 
@@ -112,7 +116,11 @@ def retry_delay_or_raise(
 
     Errors that are not database errors propagate untouched; database errors are wrapped.
     A connection found dead before any statement succeeded (e.g. a pooled connection that
-    outlived a server restart) is retried at once: nothing can have been written.
+    outlived a server restart) is retried at once. In a transaction nothing can have been
+    written then; an autocommit statement, though, may have committed before its reply was
+    lost, so every autocommit operation is one whose repetition is harmless: reads; `delete`,
+    `touch` and the reaper (idempotent); `append` (its idempotency key makes the repeat write
+    nothing); get-or-create (an insert-if-absent, and never the first statement).
     """
     if not is_database_error(exc):
         raise exc
