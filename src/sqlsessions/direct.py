@@ -212,12 +212,12 @@ class AsyncDirectExecutor:
             await connection.set_autocommit(True)
             try:
                 async with connection.cursor() as cursor:
-                    return await drive_async(operation.steps(tx), self._executor(cursor), tx)
+                    return await drive_async(operation, self._executor(cursor), tx)
             finally:
                 await connection.set_autocommit(False)
         try:
             async with connection.cursor() as cursor:
-                result = await drive_async(operation.steps(tx), self._executor(cursor), tx)
+                result = await drive_async(operation, self._executor(cursor), tx)
         except BaseException:
             await connection.rollback()
             raise
@@ -229,7 +229,7 @@ class AsyncDirectExecutor:
         try:
             await cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
             try:
-                result = await drive_async(operation.steps(tx), self._executor(cursor), tx)
+                result = await drive_async(operation, self._executor(cursor), tx)
             except BaseException:
                 await connection.rollback()
                 raise
