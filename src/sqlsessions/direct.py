@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Executable
 
-from sqlsessions.operations import Operation, Transaction, drive_sync
+from sqlsessions.steps import Operation, Transaction, drive_sync
 
 Processor = Callable[[Any], Any]
 T = TypeVar("T")
