@@ -120,7 +120,8 @@ class DirectExecutor:
                     try:
                         return drive_sync(operation, self._executor(cursor), tx)
                     finally:
-                        connection.autocommit = False
+                        if not _connection_is_dead(connection):  # else keep the real error
+                            connection.autocommit = False
                 if self._sqlite:
                     cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
                 try:
