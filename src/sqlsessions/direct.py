@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, Executable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqlsessions.operations import Operation, Transaction, drive_async, drive_sync
+from sqlsessions.steps import Operation, Transaction, drive_async, drive_sync
 
 Processor = Callable[[Any], Any]
 T = TypeVar("T")
@@ -142,7 +142,8 @@ class DirectExecutor(StatementCache):
                     try:
                         return drive_sync(operation, self._executor(cursor), tx)
                     finally:
-                        connection.autocommit = False
+                        if not _connection_is_dead(connection):  # else keep the real error
+                            connection.autocommit = False
                 if self._sqlite:
                     cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
                 try:
@@ -214,7 +215,8 @@ class AsyncDirectExecutor:
                 async with connection.cursor() as cursor:
                     return await drive_async(operation, self._executor(cursor), tx)
             finally:
-                await connection.set_autocommit(False)
+                if not _connection_is_dead(connection):  # else keep the real error
+                    await connection.set_autocommit(False)
         try:
             async with connection.cursor() as cursor:
                 result = await drive_async(operation, self._executor(cursor), tx)

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsessions.config import StoreConfig, mask_password, normalize_url
 from sqlsessions.errors import SqlSessionsError, StorageError
-from sqlsessions.operations import Transaction
 from sqlsessions.schema import json_text
+from sqlsessions.steps import Transaction
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 RETRY_BUDGET_SECONDS = 30.0

@@ -15,7 +15,8 @@ from sqlsessions import statements as sql
 from sqlsessions.changes import metadata_as_json
 from sqlsessions.errors import InvalidInputError, SessionNotFoundError
 from sqlsessions.models import MAX_SESSION_ID_LENGTH, Message, Role, check_session_id, check_text
-from sqlsessions.operations import (
+from sqlsessions.schema import UTCDateTime, session_metadata, sessions
+from sqlsessions.steps import (
     Operation,
     Steps,
     Transaction,
@@ -23,7 +24,6 @@ from sqlsessions.operations import (
     open_snapshot,
     utcnow,
 )
-from sqlsessions.schema import UTCDateTime, session_metadata, sessions
 
 MAX_PAGE_SIZE = 1000
 S = sessions.c

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlsessions import statements as sql
 from sqlsessions.errors import InvalidInputError
-from sqlsessions.operations import Operation, Steps, Transaction, utcnow
+from sqlsessions.steps import Operation, Steps, Transaction, utcnow
 
 logger = logging.getLogger("sqlsessions.reaper")
 

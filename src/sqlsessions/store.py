@@ -23,9 +23,10 @@ from sqlsessions.engine import (
 )
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
-from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
+from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, check_batch_size, reap_batch
+from sqlsessions.steps import Operation, Transaction, drive_sync
 
 T = TypeVar("T")
 
