@@ -21,8 +21,8 @@ Store behaviour tests (``open_store``) run on ``sqlite``, ``postgres``, ``postgr
 (every table in a named schema) and ``pgbouncer`` (migrated directly on the server, stores
 connected through PgBouncer; marker ``pgbouncer``).
 
-PostgreSQL (and PgBouncer) is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is set (``.ci/run``
-sets the latter). Then:
+PostgreSQL (and PgBouncer) is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is
+set (``.ci/run`` sets the latter). Then:
 
 - a provisioning failure fails the PostgreSQL tests instead of skipping them;
 - any PostgreSQL test reported as skipped (for whatever reason) is turned into a failure;
