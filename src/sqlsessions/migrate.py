@@ -71,8 +71,8 @@ def _connection(target: str | URL | Engine | Connection) -> Iterator[Connection]
     elif isinstance(target, Engine):
         engine, owned = target, False
     else:
-        url = normalize_url(target)  # prepares as a store would (none, by default)
-        options = engine_options(url, StoreConfig(url=target))
+        url = normalize_url(target)  # without ?prepare_threshold=: migrations never prepare,
+        options = engine_options(url, StoreConfig(url=url))  # safe through any pooler
         engine, owned = create_engine(url, poolclass=pool.NullPool, **options), True
     try:
         if isinstance(target, Connection):
