@@ -46,7 +46,8 @@ from postgres_provision import provision_postgres, temporary_database
 from store_fixtures import BlockingAsyncStore, StoreOpener
 
 REQUIRE_ENV = "SQLSESSIONS_REQUIRE_POSTGRES"
-_POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url", "pgbouncer_url"}
+_PGBOUNCER_FIXTURES = {"pgbouncer_url", "pgbouncer_server_url"}
+_POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url", *_PGBOUNCER_FIXTURES}
 _postgres_source = pytest.StashKey[str]()
 _postgres_passed = pytest.StashKey[int]()
 _postgres_missing = pytest.StashKey[str]()
@@ -188,13 +189,15 @@ def db_schema(db_variant: str) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selection, so `-m postgres` sees these marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that request the dialect fixtures directly get the dialect marker too."""
+    """Tests that request the dialect (or PgBouncer) fixtures directly get the marker too."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & _POSTGRES_FIXTURES and not item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.postgres)
         if "sqlite_url" in names and not item.get_closest_marker("sqlite"):
             item.add_marker(pytest.mark.sqlite)
+        if names & _PGBOUNCER_FIXTURES and not item.get_closest_marker("pgbouncer"):
+            item.add_marker(pytest.mark.pgbouncer)
 
 
 @pytest.hookimpl(wrapper=True)
