@@ -21,18 +21,24 @@ RETRY_BUDGET_SECONDS = 30.0
 """How long an operation keeps retrying a locked SQLite database or a PostgreSQL deadlock."""
 
 
-def _engine_options(url: URL, config: StoreConfig) -> dict[str, Any]:
-    options: dict[str, Any] = {"json_serializer": json_text}
+def engine_options(url: URL, config: StoreConfig) -> dict[str, Any]:
+    """Our engine options, then the caller's `engine_options` (their `connect_args` merged)."""
+    connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
-    options.update(config.engine_options)
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_SECONDS
+    else:
+        # psycopg's own default (5) prepares statements on the server, which is unsafe
+        # behind a transaction-mode pooler: see StoreConfig.prepare_threshold.
+        connect_args["prepare_threshold"] = config.prepare_threshold
+    options: dict[str, Any] = {"json_serializer": json_text, **config.engine_options}
+    options["connect_args"] = {**connect_args, **config.engine_options.get("connect_args", {})}
     return options
 
 
 def create_sync_engine(config: StoreConfig) -> Engine:
     """A pooled engine for `config.url` (psycopg or sqlite3)."""
     url = normalize_url(config.url)
-    engine = create_engine(url, **_engine_options(url, config))
+    engine = create_engine(url, **engine_options(url, config))
     _configure(engine, config)
     return engine
 
@@ -40,7 +46,7 @@ def create_sync_engine(config: StoreConfig) -> Engine:
 def create_asyncio_engine(config: StoreConfig) -> AsyncEngine:
     """A pooled asyncio engine for `config.url` (psycopg async or aiosqlite)."""
     url = normalize_url(config.url, asynchronous=True)
-    engine = create_async_engine(url, **_engine_options(url, config))
+    engine = create_async_engine(url, **engine_options(url, config))
     _configure(engine.sync_engine, config)
     return engine
 
