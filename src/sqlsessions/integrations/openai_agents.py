@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlsessions.aio import AsyncStore
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
 from sqlsessions.errors import InvalidInputError
-from sqlsessions.models import MAX_KIND_LENGTH, Message, Role, ToolCall, ToolFunction
+from sqlsessions.models import Message, Role, ToolCall, ToolFunction
+from sqlsessions.validation import MAX_KIND_LENGTH
 
 ITEM_FORMAT = "openai-agents"
 """`messages.item_format` of the items this adapter writes."""
