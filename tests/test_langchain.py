@@ -74,7 +74,7 @@ def agent(turns: int) -> RunnableLambda[Any, list[BaseMessage]]:
 class RecordingHistory(SqlSessionsChatMessageHistory):
     """Remembers what LangChain hands to aadd_messages (as dicts), to compare with reads."""
 
-    written: list[dict[str, Any]] = []  # noqa: RUF012 - reset per test
+    written: list[dict[str, Any]] = []
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         type(self).written.extend(json.loads(json.dumps(message_to_dict(m))) for m in messages)
