@@ -190,7 +190,8 @@ def _langchain_rows(ctx: Context, loop: asyncio.AbstractEventLoop) -> list[Row]:
     libpq_url = normalize_url(ctx.url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(libpq_url) as sync_conn:
         PostgresChatMessageHistory.create_tables(sync_conn, table)
-    conn = loop.run_until_complete(psycopg.AsyncConnection.connect(libpq_url, autocommit=True))
+    # As langchain-postgres documents it: a plain connection (its writes then commit).
+    conn = loop.run_until_complete(psycopg.AsyncConnection.connect(libpq_url))
     store = AsyncStore(StoreConfig(url=ctx.url))
     ids = {name: str(uuid.uuid4()) for name in ("w", "r")}
     ours = {n: SqlSessionsChatMessageHistory(i, async_store=store) for n, i in ids.items()}
