@@ -294,3 +294,22 @@ def test_messages_written_through_the_go_api_read_as_responses_items(url: str) -
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "done"},
     ]
+
+
+def test_a_cancelled_add_items_still_lands_whole_before_the_cancellation_is_raised(
+    url: str,
+) -> None:
+    async def main() -> list[Any]:
+        session = SqlSessionsSession.from_url("cancel", url)
+        try:
+            batch = [{"role": "user", "content": str(i)} for i in range(5)]
+            task = asyncio.ensure_future(session.add_items(batch))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await session.get_items()
+        finally:
+            await session.close()
+
+    assert [item["content"] for item in asyncio.run(main())] == ["0", "1", "2", "3", "4"]

@@ -31,3 +31,13 @@ def test_the_readme_example_of_each_framework_runs(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_importing_sqlsessions_and_its_integrations_package_imports_no_framework() -> None:
+    code = (
+        "import sys, sqlsessions, sqlsessions.integrations\n"
+        "loaded = [m for m in ('agents', 'openai', 'langchain_core') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
