@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from sqlsessions import Role, Store, StoreConfig, ToolCall, ToolFunction
 from sqlsessions.cli import app
-from sqlsessions.cli_demo import DEMO_SESSION_ID
+from sqlsessions.cli.demo import DEMO_SESSION_ID
 from sqlsessions.migrate import head_revision
 from sqlsessions.schema import sessions
 

@@ -1,4 +1,4 @@
-"""The `import`, `export` and `stats` commands."""
+"""The `import` and `export` commands."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from sqlsessions.analytics import ensure_schema, read_view
-from sqlsessions.cli_common import err, out, reported_errors, state_of, table
+from sqlsessions.cli.common import err, reported_errors, state_of
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.store import Store
 from sqlsessions.transfer import (
@@ -126,30 +125,3 @@ def export_command(
                     count += 1
     where = f" to {output}" if output is not None else ""
     err().print(Text(f"Exported {count} session(s){where}."))
-
-
-def stats_command(
-    ctx: typer.Context,
-    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows per table.")] = 20,
-) -> None:
-    """Show the analytics views: per-session summary, tool usage and daily activity."""
-    state = state_of(ctx)
-    with reported_errors(state), state.open_store() as store:
-        ensure_schema(store.engine, state.schema, store.config.auto_migrate)
-        views = [
-            read_view(store.engine, view, schema=state.schema, agent_id=agent, limit=limit)
-            for view in ("session_summary", "tool_usage", "daily_activity")
-        ]
-    console = out()
-    titles = {
-        "session_summary": "Sessions (latest activity first)",
-        "tool_usage": "Tool usage per day",
-        "daily_activity": "Daily activity",
-    }
-    for rows in views:
-        if rows.rows:
-            console.print(table(titles[rows.view], rows.columns, rows.rows))
-        else:
-            console.print(Text(f"{titles[rows.view]}: no data yet", style="dim"))
-        console.print()

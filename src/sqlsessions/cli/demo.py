@@ -8,7 +8,7 @@ import typer
 from rich.text import Text
 
 from sqlsessions.analytics import ensure_schema, read_view
-from sqlsessions.cli_common import (
+from sqlsessions.cli.common import (
     out,
     print_session,
     record_table,
