@@ -82,8 +82,13 @@ def dump() -> list[dict[str, Any]]:
 
 
 def canonical(doc: dict[str, Any]) -> dict[str, Any]:
-    """A session document with timestamps as instants (microseconds) and empty fields dropped."""
-    out = {key: value for key, value in doc.items() if value not in ("", {}, None)}
+    """A session document with timestamps as instants (microseconds) and empty fields dropped
+    (and the export's extra `expires_at`, which the Go package does not have)."""
+    out = {
+        key: value
+        for key, value in doc.items()
+        if value not in ("", {}, None) and key != "expires_at"
+    }
     out["created_at"] = parse_timestamp(doc["created_at"])
     out["updated_at"] = parse_timestamp(doc["updated_at"])
     out.setdefault("messages", [])

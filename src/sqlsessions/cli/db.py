@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from sqlsessions.cli.common import err, out, reported_errors, state_of, table
+from sqlsessions.cli.common import (
+    YES_OPTION_HELP,
+    announce,
+    confirm,
+    err,
+    out,
+    reported_errors,
+    state_of,
+    table,
+)
 from sqlsessions.migrate import check, current, downgrade, head_revision, history, migrate
 
 db_app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
@@ -23,6 +32,7 @@ def db_upgrade(
     """Upgrade the database schema to REVISION (default: the newest)."""
     state = state_of(ctx)
     with reported_errors(state):
+        announce(state)
         migrate(state.url, revision, schema=state.schema)
         at = current(state.url, schema=state.schema)
     out().print(Text(f"{state.shown_url} is at revision {at or 'base'}"))
@@ -35,10 +45,21 @@ def db_downgrade(
         str,
         typer.Argument(metavar="REVISION", help="Target revision ('base' removes everything)."),
     ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_OPTION_HELP)] = False,
 ) -> None:
-    """Downgrade the database schema to REVISION ('base' drops every sqlsessions table)."""
+    """Downgrade the database schema to REVISION ('base' drops every sqlsessions table).
+
+    Downgrading drops tables or columns and the data in them: it asks for confirmation,
+    or needs --yes when standard input is not a terminal.
+    """
     state = state_of(ctx)
     with reported_errors(state):
+        state.require_existing()
+        announce(state)
+        at = current(state.url, schema=state.schema)
+        confirm(
+            state, f"downgrade the schema from {at or 'base'} to {revision} (data is dropped)", yes
+        )
         downgrade(state.url, revision, schema=state.schema)
         at = current(state.url, schema=state.schema)
     out().print(Text(f"{state.shown_url} is at revision {at or 'base'}"))
@@ -49,6 +70,8 @@ def db_current(ctx: typer.Context) -> None:
     """Show the revision the database is at."""
     state = state_of(ctx)
     with reported_errors(state):
+        state.require_existing()
+        announce(state)
         at = current(state.url, schema=state.schema)
         head = head_revision()
     if at == head:
@@ -69,6 +92,8 @@ def db_check(ctx: typer.Context) -> None:
     """Check that the database matches the migrations and the models (exit 1 on drift)."""
     state = state_of(ctx)
     with reported_errors(state):
+        state.require_existing()
+        announce(state)
         problems = check(state.url, schema=state.schema)
     if problems:
         console = err()

@@ -29,7 +29,7 @@ def reap_command(
     """Delete expired sessions (once, or every --interval seconds with --loop)."""
     state = state_of(ctx)
     done = 0
-    with reported_errors(state), state.open_store() as store:
+    with reported_errors(state), state.open_store(existing=True) as store:
         try:
             while True:
                 deleted = store.reap_expired(batch_size=batch_size)

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from sqlsessions.cli.common import out, print_session, reported_errors, state_of, table
+from sqlsessions.cli.common import (
+    YES_OPTION_HELP,
+    confirm,
+    out,
+    print_session,
+    reported_errors,
+    sqlite_file,
+    state_of,
+    table,
+)
 from sqlsessions.errors import SessionNotFoundError
 from sqlsessions.queries import MAX_PAGE_SIZE, SessionSummary
 from sqlsessions.store import Store
@@ -25,7 +34,7 @@ def sessions_list(
 ) -> None:
     """List live sessions, most recently updated first."""
     state = state_of(ctx)
-    with reported_errors(state), state.open_store() as store:
+    with reported_errors(state), state.open_store(existing=True) as store:
         summaries, more = _summaries(store, agent, limit)
     rows = [
         (s.id, s.agent_id or "", s.message_count, s.created_at, s.updated_at, s.expires_at)
@@ -63,7 +72,7 @@ def sessions_show(
 ) -> None:
     """Print a session as a conversation, with its tool calls and results."""
     state = state_of(ctx)
-    with reported_errors(state), state.open_store() as store:
+    with reported_errors(state), state.open_store(existing=True) as store:
         session = store.get_if_exists(session_id)
     print_session(out(), session)
 
@@ -75,16 +84,27 @@ def sessions_delete(
     missing_ok: Annotated[
         bool, typer.Option("--missing-ok", help="Succeed if there is no such session.")
     ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_OPTION_HELP)] = False,
 ) -> None:
-    """Delete a session with its messages and metadata (exit 1 if there is no such session)."""
+    """Delete a session with its messages and metadata (exit 1 if there is no such session).
+
+    Asks for confirmation, or needs --yes when standard input is not a terminal.
+    """
     state = state_of(ctx)
-    with reported_errors(state), state.open_store() as store:
+    nothing = Text(f"No session {session_id!r}; nothing deleted.")
+    file = sqlite_file(state.url)
+    if missing_ok and file is not None and not file.exists():
+        out().print(nothing)
+        return
+    with reported_errors(state), state.open_store(existing=True) as store:
         try:
-            store.get_if_exists(session_id)
+            session = store.get_if_exists(session_id)
         except SessionNotFoundError:
             if missing_ok:
-                out().print(Text(f"No session {session_id!r}; nothing deleted."))
+                out().print(nothing)
                 return
             raise
+        count = len(session.messages)
+        confirm(state, f"delete session {session_id!r} and its {count} message(s)", yes)
         store.delete(session_id)
     out().print(Text(f"Deleted session {session_id!r}."))

@@ -18,7 +18,7 @@ def stats_command(
 ) -> None:
     """Show the analytics views: per-session summary, tool usage and daily activity."""
     state = state_of(ctx)
-    with reported_errors(state), state.open_store() as store:
+    with reported_errors(state), state.open_store(existing=True) as store:
         ensure_schema(store.engine, state.schema, store.config.auto_migrate)
         views = [
             read_view(store.engine, view, schema=state.schema, agent_id=agent, limit=limit)
