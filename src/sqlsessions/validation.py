@@ -13,6 +13,13 @@ from sqlsessions.errors import InvalidInputError
 MAX_SESSION_ID_LENGTH = 255
 """The longest session id accepted, in characters."""
 
+MAX_JSON_DEPTH = 100
+"""How deeply a metadata value may nest arrays and objects (``[[1]]`` is 2 levels deep).
+
+Deeper values are rejected up front: every path that reads them back (``to_json``, pydantic's
+JSON parser, the drivers, ``sqlsessions export``) has a recursion limit of its own, and a
+value that saves but cannot be read back would block every export of the database."""
+
 
 def text_problem(value: str) -> str | None:
     """Why `value` cannot be stored as PostgreSQL text, or None when it can."""
@@ -25,8 +32,27 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def _too_deep(value: Any) -> bool:
+    """Whether `value` nests arrays/objects more than MAX_JSON_DEPTH levels (or is circular)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth == MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def json_value_problem(value: Any) -> str | None:
     """Why `value` is not a JSON value that round-trips and fits in PostgreSQL, or None."""
+    if _too_deep(value):
+        return f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
     try:
         json.dumps(value, allow_nan=False)
     except TypeError as exc:

@@ -18,6 +18,7 @@ from rich.text import Text
 from sqlsessions.cli.common import err, reported_errors, state_of
 from sqlsessions.errors import SqlSessionsError
 from sqlsessions.transfer import (
+    MAX_RECORD_CHARS,
     BadRecord,
     ImportCounts,
     Record,
@@ -38,14 +39,22 @@ def import_command(
             show_default=False,
         ),
     ],
+    max_record_size: Annotated[
+        int,
+        typer.Option(
+            "--max-record-size",
+            min=1,
+            help="Skip (and report) records longer than this many characters.",
+        ),
+    ] = MAX_RECORD_CHARS,
 ) -> None:
     """Import sessions in the Go package's JSON form.
 
     Idempotent: each session replaces the stored one with the same id, and a session
     already identical is left untouched, so importing a file twice changes nothing.
     Files are streamed (one record in memory at a time). Bad records (invalid UTF-8 or
-    JSON, not a session, larger than 64 MiB) are reported as FILE:LINE: reason and skipped;
-    the exit code is then 1.
+    JSON, not a session, longer than --max-record-size) are reported as FILE:LINE: reason
+    and skipped, and the rest is imported; the exit code is then 1.
     """
     state = state_of(ctx)
     console = err()
@@ -60,13 +69,13 @@ def import_command(
         )
 
         def report(problem: BadRecord) -> None:
-            progress.console.print(Text(str(problem), style="red"))
+            progress.console.print(Text(str(problem), style="red"), soft_wrap=True)
 
         with progress:
             for path in files:
                 with _opened(path) as (name, source, size):
                     task = progress.add_task("import", total=size, name=name)
-                    records = read_records(name, source) if source else read_records(path)
+                    records = read_records(name, source, max_record_chars=max_record_size)
                     for record in _tracked(records, source, progress, task):
                         import_records(store, [record], report, counts)
     summary = f"{counts.imported} imported, {counts.unchanged} unchanged, {counts.skipped} skipped"
@@ -131,7 +140,9 @@ def export_command(
 
     def report(session_id: str, error: SqlSessionsError) -> None:
         failed.append(session_id)
-        err().print(Text(f"session {session_id!r} not exported: {error}", style="red"))
+        err().print(
+            Text(f"session {session_id!r} not exported: {error}", style="red"), soft_wrap=True
+        )
 
     with (
         reported_errors(state),
