@@ -17,7 +17,15 @@ from sqlsessions.cli.common import (
     state_of,
     table,
 )
-from sqlsessions.migrate import check, current, downgrade, head_revision, history, migrate
+from sqlsessions.migrate import (
+    check,
+    check_known_revision,
+    current,
+    downgrade,
+    head_revision,
+    history,
+    migrate,
+)
 
 db_app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
 
@@ -73,6 +81,7 @@ def db_current(ctx: typer.Context) -> None:
         state.require_existing()
         announce(state)
         at = current(state.url, schema=state.schema)
+        check_known_revision(at)
         head = head_revision()
     if at == head:
         out().print(Text(f"{at} (head)"))
