@@ -53,6 +53,7 @@ from sqlsessions.validation import (
     check_metadata_entry,
     check_session_id,
     check_text,
+    check_timestamp,
     metadata_problem,
     text_problem,
 )
@@ -336,8 +337,7 @@ def check_session_fields(session: Session) -> None:
     check_session_id(session.id)
     check_text(session.agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
     for name in ("created_at", "updated_at"):
-        if not isinstance(getattr(session, name), datetime):
-            raise InvalidInputError(name, "must be a datetime")
+        check_timestamp(getattr(session, name), name)
 
 
 class Session(_Model):

@@ -6,6 +6,7 @@ Every check names the field it rejects and says why (InvalidInputError); none ne
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlsessions.errors import InvalidInputError
@@ -113,6 +114,19 @@ def check_metadata_entry(key: Any, value: Any) -> None:
     problem = metadata_problem(key, value)
     if problem is not None:
         raise InvalidInputError(*problem)
+
+
+def check_timestamp(value: Any, field: str) -> datetime:
+    """`value` if it is a datetime that can be expressed in UTC, else InvalidInputError
+    (an aware datetime at the edge of the calendar overflows when converted)."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(field, "must be a datetime")
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise InvalidInputError(field, "is out of range once converted to UTC") from None
+    return value
 
 
 def check_session_id(value: Any, field: str = "session_id") -> str:

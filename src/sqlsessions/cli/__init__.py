@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from sqlsessions import __version__
 from sqlsessions.cli.common import State
 from sqlsessions.cli.data import export_command, import_command
 from sqlsessions.cli.db import db_app
@@ -40,6 +41,12 @@ app.command("reap")(reap_command)
 app.command("demo")(demo_command)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sqlsessions {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -60,6 +67,15 @@ def root(
             help="PostgreSQL schema holding the sqlsessions tables (default: the search path).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the sqlsessions version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     """sqlsessions: AI-agent conversation sessions in PostgreSQL or SQLite."""
     ctx.obj = State(url=url_from_environment(url), schema=schema or None)
