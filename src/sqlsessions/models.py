@@ -55,6 +55,7 @@ from sqlsessions.validation import (
     check_metadata_entry,
     check_session_id,
     check_text,
+    check_timestamp,
     json_copy,
     json_text,
     json_value_problem,
@@ -430,8 +431,7 @@ def check_session_fields(session: Session) -> None:
     check_session_id(session.id)
     check_text(session.agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
     for name in ("created_at", "updated_at"):
-        if not isinstance(getattr(session, name), datetime):
-            raise InvalidInputError(name, "must be a datetime")
+        check_timestamp(getattr(session, name), name)
 
 
 class Session(_Model):
