@@ -24,6 +24,7 @@ from sqlsessions.migrate import check, current, downgrade, head_revision, histor
 from sqlsessions.operations import utcnow
 from sqlsessions.queries import MAX_PAGE_SIZE, SessionSummary
 from sqlsessions.store import Store
+from sqlsessions.ui.command import ui_command
 
 app = typer.Typer(
     name="sqlsessions",
@@ -42,6 +43,7 @@ app.command("import")(import_command)
 app.command("export")(export_command)
 app.command("stats")(stats_command)
 app.command("demo")(demo_command)
+app.command("ui")(ui_command)
 
 
 @app.callback()
