@@ -64,14 +64,16 @@ class Chart:
     legend: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5 x 10^k that is at least `value` (a readable axis top)."""
-    step = 1
+def _tick_step(largest: int, ticks: int = 4) -> int:
+    """A readable whole-number gap between `ticks` gridlines that reach at least `largest`."""
+    target = max(1.0, largest / ticks)
+    scale = 1
     while True:
-        for factor in (1, 2, 5):
-            if step * factor >= value:
-                return step * factor
-        step *= 10
+        for factor in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
+            step = factor * scale
+            if step >= target and step == int(step):
+                return int(step)
+        scale *= 10
 
 
 def _colors(names: list[str]) -> dict[str, str]:
@@ -92,16 +94,16 @@ def daily_stacked(
     agents = sorted({agent for day in shown_days for agent in per_day[day]})
     colors = _colors(agents)
     chart.legend = [(colors[agent], agent) for agent in agents]
-    top = _nice_ceiling(max(sum(per_day[day].values()) for day in shown_days))
+    step = _tick_step(max(sum(per_day[day].values()) for day in shown_days))
+    top = step * 4
     plot_width = WIDTH - LEFT - RIGHT
     plot_height = HEIGHT - TOP - BOTTOM
     slot = plot_width / len(shown_days)
     bar_width = max(2.0, slot * 0.7)
     for tick in range(5):
-        amount = top * tick / 4
         y = TOP + plot_height - plot_height * tick / 4
         chart.gridlines.append(y)
-        chart.labels.append(Label(LEFT - 6, y + 4, f"{amount:g}", "end"))
+        chart.labels.append(Label(LEFT - 6, y + 4, str(step * tick), "end"))
     label_every = max(1, len(shown_days) // 8)
     for i, day in enumerate(shown_days):
         x = LEFT + i * slot + (slot - bar_width) / 2

@@ -94,7 +94,7 @@ def conversation_entries(seqs: list[int], messages: list[Message]) -> list[Entry
         if is_tool and message.tool_call_id in calls_by_id:
             call = calls_by_id[message.tool_call_id]
             if call.result is None:
-                call.result = Result(seq, message.content, is_error)
+                call.result = Result(seq, formatted_json(message.content), is_error)
                 continue
         item, item_format = _item_text(message)
         entry = Entry(
