@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from sqlsessions import Store, StoreConfig
-from ui_browser import browser, free_port, serving
+from ui_browser import browser, free_port, serving, start_cli, wait_until_listening
 from ui_data import (
     XSS_AGENT,
     XSS_ARGUMENTS,
@@ -206,60 +202,17 @@ def test_the_database_password_never_reaches_a_page(
         assert "***" in browser.find_element("css selector", "header .db").text
 
 
-def _start_cli(url: str, *arguments: str) -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), COLUMNS="200")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from sqlsessions.cli import main; main()",
-            "--url",
-            url,
-            "ui",
-            *arguments,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    assert process.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if line.startswith("Open ") or not line:
-            return process, line.strip()
-    process.kill()
-    raise AssertionError("".join(lines))
-
-
-def _wait_until_listening(address: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(address, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return  # answered (401 is an answer)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_a_non_loopback_host_requires_the_printed_token_on_every_request(
     browser: Any, seeded_url: str
 ) -> None:
     port = free_port()
-    process, opened = _start_cli(seeded_url, "--host", "0.0.0.0", "--port", str(port))
+    process, opened = start_cli(seeded_url, "--host", "0.0.0.0", "--port", str(port))
     try:
         match = re.fullmatch(r"Open http://0\.0\.0\.0:(\d+)/\?token=(\S+)", opened)
         assert match, opened
         token = match.group(2)
         base = f"http://127.0.0.1:{port}"
-        _wait_until_listening(base + "/")
+        wait_until_listening(base + "/")
         for path in ("/", "/analytics", "/sessions/demo-trip-to-lisbon", "/static/style.css"):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(base + path)

@@ -11,16 +11,22 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import postgres_required
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("SQLSESSIONS_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SQLSESSIONS_CHROMEDRIVER", "/usr/bin/chromedriver")
 
@@ -88,3 +94,48 @@ def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def start_cli(url: str, *arguments: str) -> tuple[subprocess.Popen[str], str]:
+    """Run `sqlsessions --url URL ui ARGUMENTS...`; returns the process and its "Open" line."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), COLUMNS="200")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from sqlsessions.cli import main; main()",
+            "--url",
+            url,
+            "ui",
+            *arguments,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if line.startswith("Open ") or not line:
+            return process, line.strip()
+    process.kill()
+    raise AssertionError("".join(lines))
+
+
+def wait_until_listening(address: str) -> None:
+    """Return once something answers HTTP at `address` (any status)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(address, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # answered (401 is an answer)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
