@@ -18,6 +18,7 @@ from sqlsessions.cli_common import state_of as _state
 from sqlsessions.cli_common import table as _table
 from sqlsessions.cli_data import export_command, import_command, stats_command
 from sqlsessions.cli_demo import demo_command
+from sqlsessions.cli_format import FormatOption, OutputFormat, records, write_csv, write_json
 from sqlsessions.config import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, url_from_environment
 from sqlsessions.errors import SessionNotFoundError
 from sqlsessions.migrate import check, current, downgrade, head_revision, history, migrate
@@ -151,6 +152,7 @@ def sessions_list(
         str | None, typer.Option("--agent", help="Only this agent's sessions.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many sessions.")] = 50,
+    output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """List live sessions, most recently updated first."""
     state = _state(ctx)
@@ -161,6 +163,15 @@ def sessions_list(
         for s in summaries
     ]
     columns = ("id", "agent", "messages", "created", "updated", "expires")
+    if output_format is not OutputFormat.table:
+        fields = ("id", "agent_id", "message_count", "created_at", "updated_at", "expires_at")
+        if output_format is OutputFormat.json:
+            write_json(records(fields, rows))
+        else:
+            write_csv(fields, rows)
+        if more:
+            err().print(Text(f"(more sessions exist: raise --limit above {limit})"))
+        return
     console = out()
     if not rows:
         console.print("No sessions.")
