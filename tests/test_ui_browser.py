@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -34,13 +37,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
 
-@pytest.fixture
-def seeded_url(migrated_url: str) -> str:
-    with Store(StoreConfig(url=migrated_url, cache_size=0)) as store:
+def seed(url: str) -> str:
+    with Store(StoreConfig(url=url, cache_size=0)) as store:
         seed_demo(store)
         seed_agents(store)
         seed_xss(store)
-    return migrated_url
+    return url
+
+
+@pytest.fixture
+def seeded_url(migrated_url: str) -> str:
+    return seed(migrated_url)
 
 
 @pytest.fixture
@@ -236,10 +243,17 @@ def test_a_non_loopback_host_requires_the_printed_token_on_every_request(
         browser.delete_all_cookies()
 
 
-def test_screenshots_of_the_viewer(browser: Any, viewer: str, db_variant: str) -> None:
-    """Writes docs/ui-*.png (the README shows them); SQLite run only."""
-    if db_variant != "sqlite":
-        pytest.skip("screenshots come from the SQLite run")
+def test_screenshots_of_the_viewer(browser: Any, sqlite_url: str) -> None:
+    """Writes docs/ui-*.png, which the README shows (from SQLite: a file, deterministic)."""
+    from sqlsessions import migrate
+    from sqlsessions.ui import create_app
+
+    migrate(sqlite_url)
+    with serving(create_app(seed(sqlite_url))) as viewer:
+        take_screenshots(browser, viewer)
+
+
+def take_screenshots(browser: Any, viewer: str) -> None:
     browser.set_window_size(1280, 900)
     shots = {
         "ui-sessions.png": "/",
@@ -253,3 +267,38 @@ def test_screenshots_of_the_viewer(browser: Any, viewer: str, db_variant: str) -
         assert browser.save_screenshot(str(DOCS / name))
         assert (DOCS / name).stat().st_size > 10_000
     browser.set_window_size(1280, 900)
+
+
+def test_sqlsessions_demo_then_ui_shows_the_demo_conversation_and_its_charts(
+    browser: Any, migrated_url: str
+) -> None:
+    demo = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from sqlsessions.cli import main; main()",
+            "--url",
+            migrated_url,
+            "demo",
+        ],
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stderr
+    port = free_port()
+    process, opened = start_cli(migrated_url, "--port", str(port))
+    try:
+        assert opened == f"Open http://127.0.0.1:{port}/"
+        wait_until_listening(opened.removeprefix("Open "))
+        browser.get(opened.removeprefix("Open "))
+        click_and_wait(browser, by_css(browser, "a[href='/sessions/demo-trip-to-lisbon']")[0])
+        assert "search_restaurants" in by_css(browser, "#call-call_2")[0].text
+        assert "JV-4471" in browser.find_element("tag name", "main").text
+        click_and_wait(browser, by_css(browser, "header nav a[href='/analytics']")[0])
+        for name in ("messages-per-day", "sessions-per-day", "tool-calls"):
+            assert by_css(browser, f"#chart-{name} svg rect.bar"), name
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
