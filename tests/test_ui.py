@@ -153,3 +153,26 @@ def test_the_templates_and_stylesheet_ship_inside_the_package() -> None:
         assert (package / "templates" / f"{name}.html").is_file()
     assert (package / "static" / "style.css").is_file()
     assert not Path(str(package / "static")).joinpath("app.js").exists()  # no script at all
+
+
+def test_framework_items_are_shown_when_a_message_carries_them() -> None:
+    from types import SimpleNamespace
+
+    from sqlsessions.ui.conversation import conversation_entries
+
+    def message(**fields: Any) -> Any:
+        base = {"content": "", "name": None, "tool_call_id": None, "tool_calls": None}
+        return SimpleNamespace(**{**base, **fields})
+
+    plain = message(role=Role.USER, content="hi")  # as stored before items existed
+    reasoning = message(
+        role=Role.ASSISTANT,
+        kind="reasoning",
+        item_format="openai-agents",
+        item={"type": "reasoning", "summary": ["<b>think</b>"]},
+    )
+    first, second = conversation_entries([1, 2], [plain, reasoning])
+    assert first.item is None and first.kind == "message"
+    assert second.kind == "reasoning" and second.item_format == "openai-agents"
+    assert second.item is not None and '"summary": [' in second.item
+    assert "<b>think</b>" in second.item  # kept as text; the template escapes it

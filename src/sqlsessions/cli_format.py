@@ -72,7 +72,9 @@ def narrow_summary(title: str, rows: ViewRows) -> Table:
 
     Ids and agents fold when long; counts and times never wrap.
     """
-    result = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    result = Table(
+        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     result.add_column("session_id", overflow="fold")
     result.add_column("agent_id", overflow="fold")
     for name in ("messages", "tools"):

@@ -75,9 +75,11 @@ class Viewer:
         self.shown_url = shown_url
         self.schema = schema
         self.env = template_environment()
-        # Hook for full-text search: a later release adds `Store.search` (see the README);
-        # the nav link and a /search page appear only when the store has it.
-        self.search_available = hasattr(store, "search")
+        # Search hook: the nav link (base.html) shows once both the store has `search`
+        # (branch `analytics`) and this class has a `search` page, routed at /search in
+        # `create_app`. A hit links into its conversation at its position:
+        # /sessions/{session_id}?after={seq - 1}#m{seq}.
+        self.search_available = hasattr(store, "search") and hasattr(self, "search")
 
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.update(database=self.shown_url, search_available=self.search_available, page=name)
@@ -279,6 +281,9 @@ def create_app(
         Route("/sessions/{session_id:path}", viewer.conversation, methods=["GET"]),
         Mount("/static", app=static, name="static"),
     ]
+    if viewer.search_available:  # the search hook (see Viewer.__init__)
+        page = getattr(viewer, "search")  # noqa: B009 - the method exists only once search lands
+        routes.insert(1, Route("/search", page, methods=["GET"]))
     handlers: dict[Any, Any] = {HTTPException: viewer.error, SqlSessionsError: viewer.error}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.store = store

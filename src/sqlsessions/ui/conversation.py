@@ -46,6 +46,8 @@ class Entry:
     calls: list[Call] = field(default_factory=list)
     item: str | None = None
     item_format: str | None = None
+    kind: str = "message"
+    """A framework item that is not a chat message (e.g. "reasoning") says what it is."""
 
 
 def formatted_json(text: str) -> str:
@@ -106,6 +108,7 @@ def conversation_entries(seqs: list[int], messages: list[Message]) -> list[Entry
             is_error=is_error,
             item=item,
             item_format=item_format,
+            kind=str(getattr(message, "kind", None) or "message"),
         )
         for tool_call in message.tool_calls or ():
             call = Call(
