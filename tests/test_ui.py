@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sqlsessions import Message, Role, Store, StoreConfig
+from sqlsessions import Message, Role, Store, StoreConfig, migrate
 from ui_browser import free_port, serving, start_cli, wait_until_listening
 
 pytest.importorskip("starlette", reason="the ui extra is not installed")
@@ -121,6 +121,7 @@ def test_only_loopback_addresses_count_as_loopback() -> None:
 
 
 def test_sqlsessions_ui_serves_loopback_without_a_token(sqlite_url: str) -> None:
+    migrate(sqlite_url)
     port = free_port()
     process, opened = start_cli(sqlite_url, "--port", str(port))
     try:
@@ -133,6 +134,7 @@ def test_sqlsessions_ui_serves_loopback_without_a_token(sqlite_url: str) -> None
 
 
 def test_sqlsessions_ui_uses_a_given_token_even_on_loopback(sqlite_url: str) -> None:
+    migrate(sqlite_url)
     port = free_port()
     process, opened = start_cli(sqlite_url, "--port", str(port), "--token", "my-token")
     try:
@@ -176,3 +178,15 @@ def test_framework_items_are_shown_when_a_message_carries_them() -> None:
     assert second.kind == "reasoning" and second.item_format == "openai-agents"
     assert second.item is not None and '"summary": [' in second.item
     assert "<b>think</b>" in second.item  # kept as text; the template escapes it
+
+
+def test_sqlsessions_ui_refuses_a_sqlite_file_that_does_not_exist(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sqlsessions.cli import app
+
+    missing = tmp_path / "nothing-here.db"
+    result = CliRunner().invoke(app, ["--url", f"sqlite:///{missing}", "ui", "--port", "0"])
+    assert result.exit_code == 1
+    assert "does not exist" in result.stderr
+    assert not missing.exists()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
 from sqlsessions.cli_common import err, fail, out, reported_errors, state_of
+from sqlsessions.config import normalize_url
+from sqlsessions.errors import SqlSessionsError
 from sqlsessions.ui.security import is_loopback, new_token
 
 DEFAULT_HOST = "127.0.0.1"
@@ -47,6 +50,12 @@ def ui_command(
     if token is None and not is_loopback(host):
         token = new_token()
     with reported_errors(state):
+        missing = _missing_sqlite_file(state.url)
+        if missing is not None:  # a read-only viewer never creates an empty database
+            raise SqlSessionsError(
+                f"no database at {state.shown_url}: the file {missing} does not exist "
+                "(check --url or $SQLSESSIONS_DATABASE_URL; `sqlsessions demo` makes one)"
+            )
         app = create_app(state.config(), token=token)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/"
@@ -59,3 +68,13 @@ def ui_command(
         console.print(Text(f"Open {address}"))
     err().print(Text("Press Ctrl+C to stop.", style="dim"))
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file `url` names, if it does not exist (None for any other database)."""
+    parsed = normalize_url(url)
+    database = str(parsed.database or "")
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    path = Path(database)
+    return None if database.startswith("file:") or path.exists() else path
