@@ -190,3 +190,16 @@ def test_sqlsessions_ui_refuses_a_sqlite_file_that_does_not_exist(tmp_path: Path
     assert result.exit_code == 1
     assert "does not exist" in result.stderr
     assert not missing.exists()
+
+
+def test_without_a_token_only_loopback_host_names_are_answered(sqlite_url: str) -> None:
+    """A site that rebinds its DNS name to 127.0.0.1 still sends that name: refused."""
+    with serving(create_app(sqlite_url)) as base:
+        port = base.rsplit(":", 1)[1]
+        assert fetch(base + "/", Host=f"attacker.example:{port}")[0] == 403
+        assert fetch(base + "/analytics", Host="attacker.example")[0] == 403
+        assert fetch(base + "/static/style.css", Host=f"10.0.0.7:{port}")[0] == 403
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "localhost"):
+            assert fetch(base + "/", Host=host)[0] == 200, host
+    with serving(create_app(sqlite_url, token="t0ken")) as base:  # the token covers any name
+        assert fetch(base + "/", Host="viewer.internal", Authorization="Bearer t0ken")[0] == 200

@@ -1,5 +1,8 @@
 """The viewer's guards: read-only methods, the access token, and defensive headers.
 
+Without a token only requests addressed to a loopback name (`127.0.0.1`, `[::1]`,
+`localhost`) are answered, which defeats DNS rebinding.
+
 A pure ASGI middleware (no dependency on the routes): every response carries a strict
 Content-Security-Policy (no script may run at all: the viewer has none), and with a token
 configured a request must present it in the `Authorization: Bearer` or `X-Sqlsessions-Token`
@@ -72,6 +75,16 @@ class ViewerGuard:
                 [(b"allow", b"GET, HEAD")],
             )
             return
+        if self.token is None and not is_loopback(_host_name(scope)):
+            # No token means loopback only: a page on another site that rebinds its own
+            # name to 127.0.0.1 (DNS rebinding) still sends that name, and is refused.
+            await _respond(
+                send,
+                403,
+                b"Forbidden: without a token this viewer answers only to a loopback address "
+                b"(start it with --token to serve other names).\n",
+            )
+            return
         if self.token is not None:
             query = parse_qsl(
                 scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
@@ -124,6 +137,17 @@ class ViewerGuard:
                 if morsel is not None and self._matches(morsel.value):
                     return True
         return False
+
+
+def _host_name(scope: Scope) -> str:
+    """The host name the client asked for (the Host header without its port)."""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            host: str = value.decode("latin-1").strip()
+            if host.startswith("["):
+                return host[: host.find("]") + 1]
+            return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return ""
 
 
 async def _respond(
