@@ -23,6 +23,7 @@ from sqlsessions.cli.reap import reap_command
 from sqlsessions.cli.sessions import sessions_app
 from sqlsessions.cli.stats import stats_command
 from sqlsessions.config import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, url_from_environment
+from sqlsessions.ui.command import ui_command
 
 app = typer.Typer(
     name="sqlsessions",
@@ -39,6 +40,7 @@ app.command("export")(export_command)
 app.command("stats")(stats_command)
 app.command("reap")(reap_command)
 app.command("demo")(demo_command)
+app.command("ui")(ui_command)
 
 
 def _print_version(value: bool) -> None:

@@ -10,6 +10,7 @@ from rich.text import Text
 from sqlsessions.cli.common import (
     YES_OPTION_HELP,
     confirm,
+    err,
     out,
     print_session,
     reported_errors,
@@ -17,6 +18,7 @@ from sqlsessions.cli.common import (
     state_of,
     table,
 )
+from sqlsessions.cli.output import FormatOption, OutputFormat, records, write_csv, write_json
 from sqlsessions.errors import SessionNotFoundError
 from sqlsessions.queries import MAX_PAGE_SIZE, SessionSummary
 from sqlsessions.store import Store
@@ -31,6 +33,7 @@ def sessions_list(
         str | None, typer.Option("--agent", help="Only this agent's sessions.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many sessions.")] = 50,
+    output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """List live sessions, most recently updated first."""
     state = state_of(ctx)
@@ -41,6 +44,15 @@ def sessions_list(
         for s in summaries
     ]
     columns = ("id", "agent", "messages", "created", "updated", "expires")
+    if output_format is not OutputFormat.table:
+        fields = ("id", "agent_id", "message_count", "created_at", "updated_at", "expires_at")
+        if output_format is OutputFormat.json:
+            write_json(records(fields, rows))
+        else:
+            write_csv(fields, rows)
+        if more:
+            err().print(Text(f"(more sessions exist: raise --limit above {limit})"))
+        return
     console = out()
     if not rows:
         console.print("No sessions.")
