@@ -12,6 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -134,6 +135,8 @@ def reported_errors(state: State) -> Iterator[None]:
     """Turn sqlsessions and database errors into a red message and a non-zero exit."""
     try:
         yield
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+        raise  # already a message and an exit code
     except SchemaNotReadyError as exc:
         fail(str(exc), EXIT_SCHEMA_NOT_READY)
     except SqlSessionsError as exc:
