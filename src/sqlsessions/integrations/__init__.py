@@ -1,0 +1,1 @@
+"""Drop-in session backends for agent frameworks, one module each (imported only when used)."""
