@@ -132,9 +132,7 @@ class SqlSessionService(BaseSessionService):
         self._owns_store = False
         # id(ADK Session object) -> the sqlsessions session it was read from / last saved as.
         self._bound: dict[int, StoredSession] = {}
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @classmethod
     def from_url(
@@ -259,7 +257,7 @@ class SqlSessionService(BaseSessionService):
                 break
         ids = [summary.id for summary in summaries]
         states = await read_states(self.store, [*ids, app_state_key(app_name)], STATE_PREFIX)
-        app_state = states.get(app_state_key(app_name), {})
+        app_state = state_entries(states.get(app_state_key(app_name), {}))
         sessions: list[Session] = []
         user_states: dict[str, dict[str, Any]] = {}
         for summary in summaries:
@@ -375,7 +373,9 @@ class SqlSessionService(BaseSessionService):
         user_delta: Mapping[str, Any],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply the deltas to the app and user state sessions; returns both states."""
-        app = await self._apply_delta(app_state_key(app_name), APP_STATE_KIND, app_name, None, app_delta)
+        app = await self._apply_delta(
+            app_state_key(app_name), APP_STATE_KIND, app_name, None, app_delta
+        )
         user = await self._apply_delta(
             user_state_key(app_name, user_id), USER_STATE_KIND, app_name, user_id, user_delta
         )

@@ -48,7 +48,9 @@ def event_messages(event: dict[str, Any]) -> list[Message]:
     author = str(event.get("author") or "")
     parts = _parts(event)
     text = "".join(
-        part["text"] for part in parts if isinstance(part.get("text"), str) and not part.get("thought")
+        part["text"]
+        for part in parts
+        if isinstance(part.get("text"), str) and not part.get("thought")
     )
     calls = [part["function_call"] for part in parts if isinstance(part.get("function_call"), dict)]
     responses = [

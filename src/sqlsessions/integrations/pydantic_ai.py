@@ -82,9 +82,7 @@ def _request_rows(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _response_rows(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    text = "".join(
-        part.get("content") or "" for part in parts if part.get("part_kind") == "text"
-    )
+    text = "".join(part.get("content") or "" for part in parts if part.get("part_kind") == "text")
     calls = [
         ToolCall(
             id=part.get("tool_call_id") or f"call-{index}",
