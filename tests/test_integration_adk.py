@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adk_agent import APP, THOUGHT_SIGNATURE, make_runner, run_turn
 from google.adk.errors import StaleSessionError
 from google.adk.events.event import Event
 from google.genai import types
 
+from adk_agent import APP, THOUGHT_SIGNATURE, make_runner, run_turn
 from sqlsessions import Role, Store
 from sqlsessions.analytics import read_view
 from sqlsessions.integrations.adk import SqlSessionService, session_key
