@@ -31,7 +31,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ModelResponse
 
 from sqlsessions.aio import AsyncStore
 from sqlsessions.errors import InvalidInputError, SessionNotFoundError
@@ -116,10 +116,13 @@ def to_rows(messages: Sequence[ModelMessage]) -> list[Message]:
     """The message rows for `messages`, in order."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidInputError("messages", "must be a sequence of pydantic-ai ModelMessage")
-    try:
-        items = ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
-    except Exception as exc:  # pydantic's serialization errors: not ModelMessages
-        raise InvalidInputError("messages", f"are not pydantic-ai ModelMessages: {exc}") from exc
+    for index, message in enumerate(messages):
+        if not isinstance(message, (ModelRequest, ModelResponse)):
+            raise InvalidInputError(
+                f"messages[{index}]",
+                f"must be a pydantic-ai ModelRequest or ModelResponse, not {type(message).__name__}",
+            )
+    items = ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
     return [row for item in items for row in message_rows(item)]
 
 
