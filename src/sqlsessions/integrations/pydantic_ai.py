@@ -120,7 +120,8 @@ def to_rows(messages: Sequence[ModelMessage]) -> list[Message]:
         if not isinstance(message, (ModelRequest, ModelResponse)):
             raise InvalidInputError(
                 f"messages[{index}]",
-                f"must be a pydantic-ai ModelRequest or ModelResponse, not {type(message).__name__}",
+                "must be a pydantic-ai ModelRequest or ModelResponse, "
+                f"not {type(message).__name__}",
             )
     items = ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
     return [row for item in items for row in message_rows(item)]
