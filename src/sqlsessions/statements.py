@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     Update,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -32,11 +33,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Row
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
 from sqlsessions.schema import messages, session_metadata, sessions, tool_calls
+from sqlsessions.validation import numeric_safe_json_text
 
 S = sessions.c
 M = messages.c
@@ -71,8 +73,11 @@ select_session_head: Select[Any] = select(
 ).where(S.id == bindparam("sid"), live())
 """The cheap primary-key lookup that validates a cached session."""
 
+MESSAGE_COLUMNS = (M.seq, M.role, M.content, M.name, M.tool_call_id, M.kind, M.item_format, M.item)
+"""What a message read selects, in the order `messages_from_rows` unpacks."""
+
 select_messages_after: Select[Any] = (
-    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    select(*MESSAGE_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq > bindparam("after_seq"))
     .order_by(M.seq)
 )
@@ -169,7 +174,6 @@ def new_incarnation() -> str:
     return secrets.token_hex(16)
 
 
-
 def session_row_params(
     session_id: str,
     *,
@@ -214,6 +218,9 @@ def message_rows(
                 "name": message.name,
                 "tool_call_id": message.tool_call_id,
                 "created_at": now,
+                "kind": message.kind,
+                "item_format": message.item_format,
+                "item": message.item,
             }
         )
         for idx, call in enumerate(message.tool_calls or ()):
@@ -246,7 +253,7 @@ def messages_from_rows(
         )
     seqs: list[int] = []
     result: list[Message] = []
-    for seq, role, content, name, tool_call_id in rows:  # type: ignore[misc]
+    for seq, role, content, name, tool_call_id, kind, item_format, item in rows:  # type: ignore[misc]
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
@@ -256,6 +263,9 @@ def messages_from_rows(
                 name=name,
                 tool_call_id=tool_call_id,
                 tool_calls=tuple(calls) if calls else None,
+                kind=kind,
+                item_format=item_format,
+                item=item,
             )
         )
     return seqs, result
@@ -295,6 +305,20 @@ def upsert_session_for_append(dialect: str) -> Insert:
     return result
 
 
+MESSAGE_INSERT_COLUMNS = [
+    "session_id",
+    "seq",
+    "role",
+    "content",
+    "name",
+    "tool_call_id",
+    "created_at",
+    "kind",
+    "item_format",
+    "item",
+]
+
+
 def append_in_one_statement() -> Select[Any]:
     """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
 
@@ -309,14 +333,27 @@ def append_in_one_statement() -> Select[Any]:
             bindparam("contents", type_=text_array),
             bindparam("names", type_=text_array),
             bindparam("tool_call_ids", type_=text_array),
+            bindparam("kinds", type_=text_array),
+            bindparam("item_formats", type_=text_array),
+            # Items travel as JSON text (NULL for none) and are cast to JSONB on insert.
+            bindparam("items", type_=text_array),
         )
-        .table_valued("role", "content", "name", "tool_call_id", with_ordinality="ord")
+        .table_valued(
+            "role",
+            "content",
+            "name",
+            "tool_call_id",
+            "kind",
+            "item_format",
+            "item",
+            with_ordinality="ord",
+        )
         .render_derived(name="new_messages")
     )
     first_seq = head.c.last_seq - bindparam("n")
     sid = bindparam("sid", type_=S.id.type)
     message_insert = insert(messages).from_select(
-        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"],
+        MESSAGE_INSERT_COLUMNS,
         select(
             sid,
             first_seq + new_messages.c.ord,
@@ -325,6 +362,9 @@ def append_in_one_statement() -> Select[Any]:
             new_messages.c.name,
             new_messages.c.tool_call_id,
             bindparam("now", type_=M.created_at.type),
+            new_messages.c.kind,
+            new_messages.c.item_format,
+            cast(new_messages.c.item, JSONB()),
         )
         .select_from(head)
         .join(new_messages, true()),
@@ -365,7 +405,7 @@ def append_one_statement() -> Select[Any]:
     (the common case, spared the array encoding of `append_in_one_statement`)."""
     head = upsert_session_for_append("postgresql").cte("head")
     message_insert = insert(messages).from_select(
-        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"],
+        MESSAGE_INSERT_COLUMNS,
         select(
             bindparam("sid", type_=S.id.type),
             head.c.last_seq,
@@ -374,6 +414,9 @@ def append_one_statement() -> Select[Any]:
             bindparam("name", type_=M.name.type),
             bindparam("tool_call_id", type_=M.tool_call_id.type),
             bindparam("now", type_=M.created_at.type),
+            bindparam("kind", type_=M.kind.type),
+            bindparam("item_format", type_=M.item_format.type),
+            bindparam("item", type_=M.item.type),
         ).select_from(head),
     )
     return select(head.c.last_seq, head.c.version).add_cte(message_insert.cte("inserted"))
@@ -384,8 +427,9 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
     params: dict[str, list[Any]] = {
         key: []
         for key in (
-            "roles", "contents", "names", "tool_call_ids", "call_positions", "call_indexes",
-            "call_ids", "call_types", "call_names", "call_arguments",
+            "roles", "contents", "names", "tool_call_ids", "kinds", "item_formats", "items",
+            "call_positions", "call_indexes", "call_ids", "call_types", "call_names",
+            "call_arguments",
         )
     }  # fmt: skip
     for position, message in enumerate(new_messages, start=1):
@@ -393,6 +437,11 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
         params["contents"].append(message.content)
         params["names"].append(message.name)
         params["tool_call_ids"].append(message.tool_call_id)
+        params["kinds"].append(message.kind)
+        params["item_formats"].append(message.item_format)
+        params["items"].append(
+            None if message.item is None else numeric_safe_json_text(message.item)
+        )
         for idx, call in enumerate(message.tool_calls or ()):
             params["call_positions"].append(position)
             params["call_indexes"].append(idx)
@@ -406,7 +455,7 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
 # --- history: the tail of a conversation ----------------------------------------------------
 
 select_last_messages: Select[Any] = (
-    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    select(*MESSAGE_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq < bindparam("before_seq"))
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
@@ -445,3 +494,41 @@ def reap_batch(dialect: str) -> Delete:
     if dialect == "postgresql":
         victims = victims.with_for_update(skip_locked=True)
     return delete(sessions).where(S.id.in_(victims.scalar_subquery()))
+
+
+# --- tail operations: exact last N, pop, clear ---------------------------------------------
+
+select_tail: Select[Any] = (
+    select(*MESSAGE_COLUMNS)
+    .join(sessions, S.id == M.session_id)
+    .where(M.session_id == bindparam("sid"), live())
+    .order_by(M.seq.desc())
+    .limit(bindparam("limit"))
+)
+"""The newest `limit` messages of a live session, newest first (none if absent or expired)."""
+
+lock_live_session: Select[Any] = (
+    select(S.last_seq).where(S.id == bindparam("sid"), live()).with_for_update()
+)
+"""The live session row, locked until the transaction ends (SQLite: its write lock does it)."""
+
+delete_message: Delete = delete(messages).where(
+    M.session_id == bindparam("sid"), M.seq == bindparam("seq")
+)
+"""Drops one message (its tool calls cascade)."""
+
+delete_all_messages: Delete = delete(messages).where(M.session_id == bindparam("sid"))
+
+update_session_after_removal: Update = (
+    update(sessions)
+    .where(S.id == bindparam("sid"))
+    .values(
+        version=S.version + 1,
+        # Not an append: a cache must reload instead of catching up.
+        rewrite_version=S.version + 1,
+        message_count=S.message_count - bindparam("removed", type_=Integer()),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires_at"),
+    )
+)
+"""Bookkeeping after messages were removed server-side (seqs are never reused)."""
