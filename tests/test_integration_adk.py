@@ -186,3 +186,34 @@ def test_a_runner_turn_continues_a_session_read_with_a_recent_events_window(
             return len(found.events)
 
     assert asyncio.run(more()) == (num_recent_events or 16)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_section(title: str) -> str:
+    return README.read_text(encoding="utf-8").split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_adk_example_runs(migrated_url: str, tmp_path: Path) -> None:
+    code = readme_section("Google ADK").split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(code.replace("sqlite:///sessions.db", migrated_url))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'city': 'Oslo', 'user:units': 'metric'}"
+
+
+def test_the_readme_adk_query_lists_the_apps_sessions(migrated_url: str) -> None:
+    from sqlalchemy import text
+
+    session_id, _ = asyncio.run(_converse(migrated_url, user="dora"))
+    sql = readme_section("Google ADK").split("```sql\n", 1)[1].split("```", 1)[0]
+    with Store.from_url(migrated_url) as store, store.engine.connect() as conn:
+        rows = conn.execute(text(sql.replace("'weather'", f"'{APP}'"))).all()
+        on_sqlite = store.engine.dialect.name == "sqlite"
+    # The user id is a JSON value: JSON text on SQLite, a decoded JSONB value on PostgreSQL.
+    users = [json.loads(r[0]) if on_sqlite else r[0] for r in rows]
+    assert [(user, *r[1:]) for user, r in zip(users, rows, strict=True)] == [
+        ("dora", session_key(APP, "dora", session_id), 3, 3)
+    ]

@@ -235,3 +235,23 @@ def test_the_same_ids_under_other_users_or_apps_never_collide(migrated_url: str)
             assert found is not None and texts(found) == [f"{app}|{user}"]
 
     run(migrated_url, body)
+
+
+def test_a_session_read_with_a_recent_events_window_appends_unless_it_is_stale(
+    migrated_url: str,
+) -> None:
+    async def body(service: SqlSessionService) -> None:
+        session = await service.create_session(app_name=APP, user_id="u", session_id="s")
+        for i in range(3):
+            await service.append_event(session, event(f"e{i}"))
+        kw = {"app_name": APP, "user_id": "u", "session_id": "s"}
+        window = GetSessionConfig(num_recent_events=1)
+        fresh = await service.get_session(**kw, config=window)
+        stale = await service.get_session(**kw, config=window)
+        assert fresh is not None and stale is not None and texts(fresh) == ["e2"]
+        await service.append_event(fresh, event("e3"))
+        with pytest.raises(StaleSessionError):
+            await service.append_event(stale, event("lost"))
+        assert texts(await service.get_session(**kw)) == ["e0", "e1", "e2", "e3"]
+
+    run(migrated_url, body)

@@ -51,7 +51,7 @@ from sqlsessions import Session as StoredSession
 from sqlsessions.aio import AsyncStore
 from sqlsessions.errors import ConflictError, SessionNotFoundError
 from sqlsessions.integrations.adk_events import event_messages, select_events, stored_events
-from sqlsessions.integrations.adk_state import read_states
+from sqlsessions.integrations.adk_state import Head, read_heads
 
 STATE_PREFIX = "state:"
 """Metadata key prefix of one state entry (``state:<key>``)."""
@@ -115,6 +115,11 @@ def merge_state(
     return merged
 
 
+def _state(heads: Mapping[str, Head], key: str) -> dict[str, Any]:
+    head = heads.get(key)
+    return {} if head is None else state_entries(head.metadata)
+
+
 def _moment(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc)
 
@@ -130,6 +135,7 @@ class SqlSessionService(BaseSessionService):
     def __init__(self, store: AsyncStore) -> None:
         self.store = store
         self._owns_store = False
+        self._ready = False
         # id(ADK Session object) -> the sqlsessions session it was read from / last saved as.
         self._bound: dict[int, StoredSession] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -220,23 +226,69 @@ class SqlSessionService(BaseSessionService):
         session_id: str,
         config: GetSessionConfig | None = None,
     ) -> Session | None:
+        key = session_key(app_name, user_id, session_id)
+        config = config or GetSessionConfig()
+        if config.num_recent_events is not None and config.after_timestamp is None:
+            return await self._get_recent(app_name, user_id, session_id, config.num_recent_events)
         try:
-            stored = await self.store.get_if_exists(session_key(app_name, user_id, session_id))
+            stored = await self.store.get_if_exists(key)
         except SessionNotFoundError:
             return None
-        config = config or GetSessionConfig()
         events = select_events(
             stored_events(stored.messages), config.num_recent_events, config.after_timestamp
         )
-        app_state, user_state = await self._scoped_state(app_name, user_id)
+        heads = await self._heads([app_state_key(app_name), user_state_key(app_name, user_id)])
         session = Session(
             id=session_id,
             app_name=app_name,
             user_id=user_id,
-            state=merge_state(app_state, user_state, state_entries(stored.metadata)),
+            state=merge_state(
+                _state(heads, app_state_key(app_name)),
+                _state(heads, user_state_key(app_name, user_id)),
+                state_entries(stored.metadata),
+            ),
             events=[Event.model_validate(event) for event in events],
         )
         return self._bind(session, stored)
+
+    async def _get_recent(
+        self, app_name: str, user_id: str, session_id: str, count: int
+    ) -> Session | None:
+        """The last `count` events without loading the rest: the session's head and its app
+        and user state in one statement, then the newest rows. The object is not bound, so
+        an append through it is checked by ADK's rule (update time and last event)."""
+        key = session_key(app_name, user_id, session_id)
+        app_key, user_key = app_state_key(app_name), user_state_key(app_name, user_id)
+        heads = await self._heads([key, app_key, user_key])
+        if key not in heads:
+            return None
+        events = await self._last_events(key, count) if count else []
+        session = Session(
+            id=session_id,
+            app_name=app_name,
+            user_id=user_id,
+            state=merge_state(_state(heads, app_key), _state(heads, user_key), _state(heads, key)),
+            events=[Event.model_validate(event) for event in events],
+            last_update_time=heads[key].updated_at.timestamp(),
+        )
+        return session
+
+    async def _last_events(self, key: str, count: int) -> list[dict[str, Any]]:
+        """The newest `count` events, reading a window of rows that grows until it holds
+        them (an event may span several rows)."""
+        window = max(2 * count, 8)
+        while True:
+            rows = await self.store.last_messages(key, window)
+            events = stored_events(rows)
+            if len(events) >= count or len(rows) < window:
+                return events[-count:]
+            window *= 4
+
+    async def _heads(self, keys: list[str]) -> dict[str, Head]:
+        if not self._ready:  # the store migrates / checks its schema on its first operation
+            await self.store.list_sessions(limit=1)
+            self._ready = True
+        return await read_heads(self.store, keys)
 
     @override
     async def list_sessions(
@@ -255,22 +307,29 @@ class SqlSessionService(BaseSessionService):
             cursor = page.next_cursor
             if cursor is None:
                 break
-        ids = [summary.id for summary in summaries]
-        states = await read_states(self.store, [*ids, app_state_key(app_name)], STATE_PREFIX)
-        app_state = state_entries(states.get(app_state_key(app_name), {}))
+        heads = await self._heads([summary.id for summary in summaries])
+        owners = {
+            str(heads[s.id].metadata.get("adk.user_id", "")) for s in summaries if s.id in heads
+        }
+        scoped = [app_state_key(app_name), *(user_state_key(app_name, o) for o in owners)]
+        heads.update(await self._heads(scoped))
+        app_state = _state(heads, app_state_key(app_name))
         sessions: list[Session] = []
-        user_states: dict[str, dict[str, Any]] = {}
         for summary in summaries:
-            meta = states.get(summary.id, {})
-            owner = str(meta.get("adk.user_id", user_id or ""))
-            if owner not in user_states:
-                user_states[owner] = (await self._scoped_state(app_name, owner))[1]
+            if summary.id not in heads:
+                continue  # deleted or expired since the listing
+            meta = heads[summary.id].metadata
+            owner = str(meta.get("adk.user_id", ""))
             sessions.append(
                 Session(
                     id=str(meta.get("adk.session_id", "")),
                     app_name=app_name,
                     user_id=owner,
-                    state=merge_state(app_state, user_states[owner], state_entries(meta)),
+                    state=merge_state(
+                        app_state,
+                        _state(heads, user_state_key(app_name, owner)),
+                        state_entries(meta),
+                    ),
                     last_update_time=summary.updated_at.timestamp(),
                 )
             )
@@ -351,19 +410,14 @@ class SqlSessionService(BaseSessionService):
         self, app_name: str, user_id: str | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(app state, user state) as stored, prefixes removed."""
-        keys = [app_state_key(app_name)]
-        if user_id is not None:
-            keys.append(user_state_key(app_name, user_id))
-        found = await asyncio.gather(*(self._metadata_if_exists(key) for key in keys))
-        app = state_entries(found[0])
-        user = state_entries(found[1]) if user_id is not None else {}
-        return app, user
+        app_key = app_state_key(app_name)
+        user_key = None if user_id is None else user_state_key(app_name, user_id)
+        heads = await self._heads([app_key] if user_key is None else [app_key, user_key])
+        return _state(heads, app_key), {} if user_key is None else _state(heads, user_key)
 
     async def _metadata_if_exists(self, key: str) -> dict[str, Any]:
-        try:
-            return (await self.store.get_if_exists(key)).metadata
-        except SessionNotFoundError:
-            return {}
+        head = (await self._heads([key])).get(key)
+        return {} if head is None else head.metadata
 
     async def _update_scoped_state(
         self,
