@@ -377,7 +377,18 @@ class SqlSessionService(BaseSessionService):
                     "Please reload the session before appending more events."
                 ) from exc
             self._bind(session, stored)
-        await self._update_scoped_state(session.app_name, session.user_id, app_delta, user_delta)
+        if app_delta:
+            await self._apply_delta(
+                app_state_key(session.app_name), APP_STATE_KIND, session.app_name, None, app_delta
+            )
+        if user_delta:
+            await self._apply_delta(
+                user_state_key(session.app_name, session.user_id),
+                USER_STATE_KIND,
+                session.app_name,
+                session.user_id,
+                user_delta,
+            )
         return self._commit_event_to_session(session, event)
 
     # --- helpers --------------------------------------------------------------------------
