@@ -255,3 +255,25 @@ def test_a_session_read_with_a_recent_events_window_appends_unless_it_is_stale(
         assert texts(await service.get_session(**kw)) == ["e0", "e1", "e2", "e3"]
 
     run(migrated_url, body)
+
+
+def test_state_that_is_not_json_is_refused_by_name_and_nothing_is_written(
+    migrated_url: str,
+) -> None:
+    from sqlsessions import InvalidInputError
+
+    async def body(service: SqlSessionService) -> None:
+        with pytest.raises(InvalidInputError) as caught:
+            await service.create_session(
+                app_name=APP, user_id="u", session_id="s", state={"ok": 1, "app:bad": {1, 2}}
+            )
+        assert caught.value.field == "state[app:bad]"
+        assert await service.get_session(app_name=APP, user_id="u", session_id="s") is None
+        session = await service.create_session(app_name=APP, user_id="u", session_id="s")
+        with pytest.raises(InvalidInputError):
+            await service.append_event(session, event("x", delta={"user:bad": float("nan")}))
+        found = await service.get_session(app_name=APP, user_id="u", session_id="s")
+        assert found is not None and found.events == [] and found.state == {}
+        assert await service.get_user_state(app_name=APP, user_id="u") == {}
+
+    run(migrated_url, body)

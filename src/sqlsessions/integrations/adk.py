@@ -49,9 +49,10 @@ from typing_extensions import override
 
 from sqlsessions import Session as StoredSession
 from sqlsessions.aio import AsyncStore
-from sqlsessions.errors import ConflictError, SessionNotFoundError
+from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
 from sqlsessions.integrations.adk_events import event_messages, select_events, stored_events
 from sqlsessions.integrations.adk_state import Head, read_heads
+from sqlsessions.validation import metadata_problem
 
 STATE_PREFIX = "state:"
 """Metadata key prefix of one state entry (``state:<key>``)."""
@@ -113,6 +114,14 @@ def merge_state(
     merged.update({State.APP_PREFIX + key: value for key, value in app.items()})
     merged.update({State.USER_PREFIX + key: value for key, value in user.items()})
     return merged
+
+
+def _check_state(field: str, state: Mapping[str, Any]) -> None:
+    """Refuse, before anything is written, a state value that cannot be stored as JSON."""
+    for key, value in state.items():
+        problem = metadata_problem(STATE_PREFIX + str(key), value)
+        if problem is not None:
+            raise InvalidInputError(f"{field}[{key}]", problem[1])
 
 
 def _state(heads: Mapping[str, Head], key: str) -> dict[str, Any]:
@@ -191,6 +200,7 @@ class SqlSessionService(BaseSessionService):
     ) -> Session:
         session_id = session_id if session_id is not None else str(uuid.uuid4())
         app_delta, user_delta, own = split_state(state or {})
+        _check_state("state", state or {})
         stored = StoredSession.new(session_key(app_name, user_id, session_id), agent_id=app_name)
         stored.metadata.update(
             {
@@ -357,11 +367,16 @@ class SqlSessionService(BaseSessionService):
         key = session_key(session.app_name, session.user_id, session.id)
         delta = event.actions.state_delta if event.actions and event.actions.state_delta else {}
         app_delta, user_delta, own_delta = split_state(delta)
+        _check_state("event.actions.state_delta", delta)
+        try:
+            item = event.model_dump(mode="json", exclude_none=True)
+        except Exception as exc:  # pydantic's serialization errors: a value that is not JSON
+            raise InvalidInputError("event", f"cannot be written as JSON: {exc}") from exc
         async with self._lock(key):
             stored = self._bound.get(id(session))
             if stored is None:
                 stored = await self._adopt(key, session)
-            rows = event_messages(event.model_dump(mode="json", exclude_none=True))
+            rows = event_messages(item)
             stored.messages.extend(rows)
             for name, value in own_delta.items():
                 stored.set_metadata(STATE_PREFIX + name, value)
