@@ -32,6 +32,7 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 
 from bench import report  # noqa: E402
 from bench.adk import run_adk  # noqa: E402
+from bench.frameworks import run_frameworks  # noqa: E402
 from bench.harness import Row, Settings  # noqa: E402
 from bench.scale import run_list, run_reaper  # noqa: E402
 from bench.scenarios import Context, run_append, run_get, run_load, run_save  # noqa: E402
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "get": run_get,
     "list": run_list,
     "reaper": run_reaper,
+    "frameworks": run_frameworks,  # issue 11: each adapter against the framework's own backend
     "adk": run_adk,  # Google ADK adapter against ADK's DatabaseSessionService
 }
 ALIASES = {"blob": "save"}

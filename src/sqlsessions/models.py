@@ -303,6 +303,40 @@ class Message(_Value):
     item_format: _Text | None = None
     item: Annotated[dict[str, Any] | None, BeforeValidator(_check_item)] = None
 
+    @classmethod
+    def from_trusted(
+        cls,
+        role: Role,
+        content: str,
+        name: str | None,
+        tool_call_id: str | None,
+        tool_calls: tuple[ToolCall, ...] | None,
+        kind: str,
+        item_format: str | None,
+        item: dict[str, Any] | None,
+    ) -> Message:
+        """A message from values already validated (rows the store wrote), not re-checked.
+
+        What `model_construct` does, minus its per-field bookkeeping: loading a long
+        conversation builds one message per row, and that bookkeeping was most of the cost.
+        """
+        message = cls.__new__(cls)
+        state = {
+            "role": role,
+            "content": content,
+            "name": name,
+            "tool_call_id": tool_call_id,
+            "tool_calls": tool_calls,
+            "kind": kind,
+            "item_format": item_format,
+            "item": item,
+        }
+        object.__setattr__(message, "__dict__", state)
+        object.__setattr__(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
+        object.__setattr__(message, "__pydantic_extra__", None)
+        object.__setattr__(message, "__pydantic_private__", None)
+        return message
+
     @property
     def is_chat(self) -> bool:
         """True for a chat message (kind ``"message"``), False for any other framework item."""
@@ -352,6 +386,9 @@ class Message(_Value):
             if data.get("kind") == CHAT_KIND:
                 del data["kind"]
         return data
+
+
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
 
 
 # --------------------------------------------------------------------------- timestamps

@@ -40,6 +40,7 @@ from sqlsessions.models import Message, Role, ToolCall, ToolFunction
 from sqlsessions.schema import messages, session_metadata, sessions, tool_calls
 from sqlsessions.validation import numeric_safe_json_text
 
+ROLES = {role.value: role for role in Role}
 S = sessions.c
 M = messages.c
 T = tool_calls.c
@@ -257,15 +258,15 @@ def messages_from_rows(
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
-            Message.model_construct(
-                role=Role(role),
-                content=content,
-                name=name,
-                tool_call_id=tool_call_id,
-                tool_calls=tuple(calls) if calls else None,
-                kind=kind,
-                item_format=item_format,
-                item=item,
+            Message.from_trusted(
+                ROLES[role],
+                content,
+                name,
+                tool_call_id,
+                tuple(calls) if calls else None,
+                kind,
+                item_format,
+                item,
             )
         )
     return seqs, result
