@@ -17,6 +17,7 @@ row here.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from google.adk.sessions.base_session_service import GetSessionConfig
 from google.genai import types
 from sqlalchemy.engine import make_url
 
-from bench.harness import Row, Stats, ratio
+from bench.harness import Row, Stats, interleaved, ratio
 from bench.scenarios import Context, verify
 from sqlsessions.integrations.adk import SqlSessionService
 
@@ -89,84 +90,74 @@ async def _seed(services: list[BaseSessionService], session_id: str, events: int
 
 def run_adk(ctx: Context) -> list[Row]:
     """The three ADK rows on this context's dialect."""
+    loop = asyncio.new_event_loop()
     with ctx.new_database("adk_own") as adk_url:
-        return asyncio.run(_measure(ctx, adk_url))
+        ours = SqlSessionService.from_url(ctx.url)
+        theirs = DatabaseSessionService(db_url=async_url(adk_url))
+        try:
+            ctx.say(f"adk: seeding {EVENTS} events into both backends")
+            started = time.perf_counter()
+            loop.run_until_complete(_seed([ours, theirs], "long", EVENTS))
+            ctx.say(f"adk: seeded in {time.perf_counter() - started:.1f} s")
+            return _rows(ctx, loop, ours, theirs)
+        finally:
+            loop.run_until_complete(ours.close())
+            loop.run_until_complete(theirs.close())
+            loop.close()
 
 
-async def _measure(ctx: Context, adk_url: str) -> list[Row]:
-    ours = SqlSessionService.from_url(ctx.url)
-    theirs = DatabaseSessionService(db_url=async_url(adk_url))
-    try:
-        ctx.say(f"adk: seeding {EVENTS} events into both backends")
-        started = asyncio.get_running_loop().time()
-        await _seed([ours, theirs], "long", EVENTS)
-        for service in (ours, theirs):
-            await service.create_session(app_name=APP, user_id=USER, session_id="append")
-        ctx.say(f"adk: seeded in {asyncio.get_running_loop().time() - started:.1f} s")
-        return await _rows(ctx, ours, theirs)
-    finally:
-        await ours.close()
-        await theirs.close()
+def _timer(
+    loop: asyncio.AbstractEventLoop,
+    make: Callable[[], Awaitable[Any]],
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> Callable[[int], int]:
+    """A contender for `interleaved`: nanoseconds of one awaited call (`before` untimed)."""
 
-
-async def _rows(ctx: Context, ours: SqlSessionService, theirs: DatabaseSessionService) -> list[Row]:
-    loop = asyncio.get_running_loop()
-    settings = ctx.settings
-    repeats = max(10, settings.repeats // 3)
-    reply = turn_events(10_000)[3]
-
-    async def held(service: BaseSessionService) -> Any:
-        return await service.get_session(app_name=APP, user_id=USER, session_id="append")
-
-    sessions = {"ours": await held(ours), "adk": await held(theirs)}
-
-    async def sample(
-        make: Callable[[], Awaitable[Any]], before: Callable[[], Awaitable[None]] | None
-    ) -> int:
+    async def once() -> int:
         if before is not None:
             await before()
-        start = loop.time()
-        await make()
-        return int((loop.time() - start) * 1e9)
+        call = make()
+        start = time.perf_counter_ns()
+        await call
+        return time.perf_counter_ns() - start
 
-    async def interleave(  # bench.harness.interleaved, for coroutines on one running loop
-        contenders: dict[
-            str, tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]] | None]
-        ],
-    ) -> dict[str, Stats]:
-        samples: dict[str, list[int]] = {name: [] for name in contenders}
-        names = list(contenders)
-        for r in range(settings.warmup // 5 + 1 + repeats // 4 + 1):
-            names = names[1:] + names[:1]
-            for name in names:
-                make, before = contenders[name]
-                for j in range(5):
-                    elapsed = await sample(make, before)
-                    if r > settings.warmup // 5 and j > 0:
-                        samples[name].append(elapsed)
-        return {name: Stats.of(values) for name, values in samples.items()}
+    return lambda _: loop.run_until_complete(once())
 
-    def append_with(service: BaseSessionService, key: str) -> Callable[[], Awaitable[Any]]:
-        async def append() -> Any:
-            event = reply.model_copy(update={"id": Event.new_id()})
-            return await service.append_event(sessions[key], event)
 
-        return append
+def _rows(
+    ctx: Context,
+    loop: asyncio.AbstractEventLoop,
+    ours: SqlSessionService,
+    theirs: DatabaseSessionService,
+) -> list[Row]:
+    warmup, repeats = ctx.settings.warmup, max(10, ctx.settings.repeats // 3)
+    reply = turn_events(10_000)[3]
 
-    def read_with(
+    def held(service: BaseSessionService) -> Any:
+        async def create_and_get() -> Any:
+            await service.create_session(app_name=APP, user_id=USER, session_id="append")
+            return await service.get_session(app_name=APP, user_id=USER, session_id="append")
+
+        return loop.run_until_complete(create_and_get())
+
+    def append_to(service: BaseSessionService) -> Callable[[], Awaitable[Any]]:
+        session = held(service)
+        return lambda: service.append_event(
+            session, reply.model_copy(update={"id": Event.new_id()})
+        )
+
+    def read_from(
         service: BaseSessionService, config: GetSessionConfig | None
     ) -> Callable[[], Awaitable[Any]]:
-        async def read() -> Any:
-            return await service.get_session(
-                app_name=APP, user_id=USER, session_id="long", config=config
-            )
+        return lambda: service.get_session(
+            app_name=APP, user_id=USER, session_id="long", config=config
+        )
 
-        return read
-
-    cold = ours.store.clear_cache
     ctx.say("adk: append one event")
-    append = await interleave(
-        {"ours": (append_with(ours, "ours"), None), "adk": (append_with(theirs, "adk"), None)}
+    append = interleaved(
+        {"ours": _timer(loop, append_to(ours)), "adk": _timer(loop, append_to(theirs))},
+        warmup,
+        repeats,
     )
     rows = [_row(ctx, "append one event", append["ours"], append["adk"], "warm")]
     for label, config in (
@@ -174,8 +165,8 @@ async def _rows(ctx: Context, ours: SqlSessionService, theirs: DatabaseSessionSe
         (f"all {EVENTS} events", None),
     ):
         ctx.say(f"adk: {label}")
-        mine, adk = read_with(ours, config), read_with(theirs, config)
-        a, b = await mine(), await adk()
+        mine, adk = read_from(ours, config), read_from(theirs, config)
+        a, b = loop.run_until_complete(mine()), loop.run_until_complete(adk())
         verify(
             a is not None
             and b is not None
@@ -183,7 +174,15 @@ async def _rows(ctx: Context, ours: SqlSessionService, theirs: DatabaseSessionSe
             == [e.model_dump(mode="json") for e in b.events],
             f"{label}: both services return the same events",
         )
-        stats = await interleave({"warm": (mine, None), "cold": (mine, cold), "adk": (adk, None)})
+        stats = interleaved(
+            {
+                "warm": _timer(loop, mine),
+                "cold": _timer(loop, mine, ours.store.clear_cache),
+                "adk": _timer(loop, adk),
+            },
+            warmup,
+            repeats,
+        )
         rows.append(_row(ctx, label, stats["warm"], stats["adk"], "warm"))
         rows.append(_row(ctx, label, stats["cold"], stats["adk"], "cold"))
     return rows
