@@ -192,7 +192,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def readme_section(title: str) -> str:
-    return README.read_text(encoding="utf-8").split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    return README.read_text(encoding="utf-8").split(f"\n### {title}\n", 1)[1].split("\n### ", 1)[0]
 
 
 def test_the_readme_adk_example_runs(migrated_url: str, tmp_path: Path) -> None:

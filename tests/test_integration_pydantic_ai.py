@@ -152,7 +152,7 @@ def test_saving_something_that_is_not_model_messages_fails_and_writes_nothing(
 
 def test_the_readme_pydantic_ai_example_runs(migrated_url: str, tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## pydantic-ai\n", 1)[1]
+    section = readme.split("\n### pydantic-ai\n", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     script = tmp_path / "example.py"
     script.write_text(code.replace("sqlite:///sessions.db", migrated_url))
