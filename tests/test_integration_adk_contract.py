@@ -277,3 +277,27 @@ def test_state_that_is_not_json_is_refused_by_name_and_nothing_is_written(
         assert await service.get_user_state(app_name=APP, user_id="u") == {}
 
     run(migrated_url, body)
+
+
+def test_an_append_retried_after_a_failed_write_lands_exactly_once(migrated_url: str) -> None:
+    from sqlsessions import StorageError
+
+    async def body(service: SqlSessionService) -> None:
+        session = await service.create_session(app_name=APP, user_id="u", session_id="s")
+        await service.append_event(session, event("first"))
+        real_save = service.store.save
+
+        async def connection_lost(stored: Any) -> None:
+            raise StorageError("database error: connection lost")
+
+        service.store.save = connection_lost  # type: ignore[method-assign]
+        retried = event("retried")
+        with pytest.raises(StorageError):
+            await service.append_event(session, retried)
+        service.store.save = real_save  # type: ignore[method-assign]
+        await service.append_event(session, retried)
+        found = await service.get_session(app_name=APP, user_id="u", session_id="s")
+        assert texts(found) == ["first", "retried"]
+        assert texts(session) == ["first", "retried"]
+
+    run(migrated_url, body)

@@ -383,8 +383,11 @@ class SqlSessionService(BaseSessionService):
             stored.updated_at = max(stored.updated_at, _moment(event.timestamp))
             try:
                 await self.store.save(stored)
-            except ConflictError as exc:
+            except BaseException as exc:
+                # `stored` now holds rows that may not be stored: never save through it again.
                 self._bound.pop(id(session), None)
+                if not isinstance(exc, ConflictError):
+                    raise
                 if not await self._exists(key):
                     raise AdkNotFound(f"Session {session.id} not found.") from exc
                 raise StaleSessionError(
