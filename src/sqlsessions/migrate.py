@@ -99,10 +99,16 @@ def migrate(
     revision: str = "head",
     *,
     schema: str | None = None,
+    distribute: bool = False,
 ) -> None:
-    """Upgrade the database to `revision` (default: the newest)."""
+    """Upgrade the database to `revision` (default: the newest); with `distribute`, also
+    distribute the tables on Citus in the same transaction (see `sqlsessions.distribute`)."""
     with _connection(url_or_engine) as conn:
         upgrade_connection(conn, revision, schema)
+        if distribute:
+            from sqlsessions.distribute import distribute_connection  # it imports this module
+
+            distribute_connection(conn, schema)
 
 
 def downgrade(

@@ -162,6 +162,27 @@ class StoreCore:
             if dialect == "postgresql"
             else sql.upsert_session_for_append(dialect)
         )
+        self.citus = False
+        """The server is a Citus coordinator (learnt at first use, see `detect_server`)."""
+
+    def detect_server(self) -> Operation[None]:
+        """Learn whether the PostgreSQL server is a Citus coordinator (one query, run once
+        by the facade before its first operation; nothing is sent on SQLite)."""
+
+        def steps(tx: Transaction) -> Steps[None]:
+            if self.dialect != "postgresql":
+                return
+            if (yield sql.select_citus_extension, None).first() is not None:
+                self.use_citus()
+
+        return Operation(steps, autocommit=self.single_statements_atomic)
+
+    def use_citus(self) -> None:
+        """Run appends as a short transaction of single-shard statements: Citus routes
+        those faster than the one multi-CTE statement (see bench/citus.py)."""
+        self.citus = True
+        self._append_one = None
+        self._append_statement = sql.upsert_session_for_append(self.dialect)
 
     # --- cache ------------------------------------------------------------------------
 
@@ -460,7 +481,8 @@ class StoreCore:
         if not new_messages:
             raise InvalidInputError("messages", "give at least one message to append")
         n = len(new_messages)
-        single_statement = self.dialect == "postgresql"
+        single_statement = self.dialect == "postgresql" and not self.citus
+        append_statement, append_one = self._append_statement, self._append_one
 
         def steps(tx: Transaction) -> Steps[int]:
             now = utcnow()
@@ -470,11 +492,11 @@ class StoreCore:
                 "now": now,
                 "expires_at": self.expiry(now),
             }
-            statement = self._append_statement
+            statement = append_statement
             if single_statement:  # everything travels inside the one statement
                 only = new_messages[0]
-                if n == 1 and not only.tool_calls and self._append_one is not None:
-                    statement = self._append_one
+                if n == 1 and not only.tool_calls and append_one is not None:
+                    statement = append_one
                     params.update(
                         role=only.role.value,
                         content=only.content,

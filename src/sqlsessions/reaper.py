@@ -41,9 +41,12 @@ def check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
-def reap_batch(dialect: str, batch_size: int) -> Operation[int]:
-    """Delete up to `batch_size` expired sessions with all their rows, in one short transaction."""
+def reap_batch(dialect: str, batch_size: int, *, citus: bool = False) -> Operation[int]:
+    """Delete up to `batch_size` expired sessions with all their rows, in one short transaction
+    (on Citus, session by session: see `reap_batch_by_session`)."""
     check_batch_size(batch_size)
+    if citus:
+        return reap_batch_by_session(batch_size)
     statement = sql.reap_batch(dialect)
 
     def steps(tx: Transaction) -> Steps[int]:
@@ -51,6 +54,32 @@ def reap_batch(dialect: str, batch_size: int) -> Operation[int]:
         return int(result.rowcount)
 
     return Operation(steps, writes=True, autocommit=dialect == "postgresql")
+
+
+def reap_batch_by_session(batch_size: int) -> Operation[int]:
+    """Citus: every statement touches one shard, as a locking sweep across shards cannot.
+
+    The candidates are read without locks, then each is deleted by id with its expiry
+    re-checked in the DELETE itself: a session revived meanwhile no longer matches and
+    survives, and of several reapers taking the same candidate only one deletes it (the
+    others then find nothing). The deletes travel together (one pipelined round trip with
+    psycopg) and share one short transaction; every reaper takes its candidates in the same
+    order (expiry, id), so reapers wait for each other instead of deadlocking. Writers of
+    live sessions never wait: a row whose expiry does not match is neither deleted nor locked.
+    """
+
+    def steps(tx: Transaction) -> Steps[int]:
+        now = utcnow()
+        candidates = (yield sql.select_expired_ids, {"now": now, "batch_size": batch_size}).all()
+        if not candidates:
+            return 0
+        result = yield (
+            sql.delete_expired_session,
+            [{"sid": row.id, "now": now} for row in candidates],
+        )
+        return int(result.rowcount)
+
+    return Operation(steps, writes=True)
 
 
 class ReaperThread:

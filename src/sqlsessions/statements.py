@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
+    TextClause,
     Update,
     bindparam,
     delete,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -445,3 +447,18 @@ def reap_batch(dialect: str) -> Delete:
     if dialect == "postgresql":
         victims = victims.with_for_update(skip_locked=True)
     return delete(sessions).where(S.id.in_(victims.scalar_subquery()))
+
+
+select_expired_ids: Select[Any] = (
+    select(S.id)
+    .where(S.expires_at.is_not(None), S.expires_at <= bindparam("now"))
+    .order_by(S.expires_at, S.id)
+    .limit(bindparam("batch_size"))
+)
+"""Citus: up to `batch_size` expired sessions, oldest expiry first, read without locking
+(`delete_expired_session` then removes each one with its expiry re-checked)."""
+
+select_citus_extension: TextClause = text(
+    "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
+)
+"""A row when the PostgreSQL server is a Citus coordinator."""
