@@ -13,6 +13,16 @@ Fixtures (see SPEC §5):
   (testcontainers), else a throwaway ``pgserver``. For a database per module, use
   ``postgres_provision.temporary_database(postgres_server_url)`` in a module fixture.
 
+Citus (SPEC §10): the behaviour, production (reaper), migration, CLI and analytics modules
+(``CITUS_MODULES``) also run their ``db_url`` tests with ``[citus]``: on a Citus cluster from
+``tests/citus_provision.py`` (``SQLSESSIONS_TEST_CITUS_URL``, else Docker, else
+``../shared/citus/build-and-run.sh``), in a schema of its own. ``migrated_url`` there is a
+schema at head with the tables distributed by session (4 shards each), shared by the
+session's tests and emptied before each; ``db_url`` alone is a fresh, empty schema. Select
+them with ``-m citus``. When Citus is required (``CI``, ``SQLSESSIONS_REQUIRE_POSTGRES`` or
+``SQLSESSIONS_REQUIRE_CITUS`` set), a skipped Citus test fails and so does a run in which
+no Citus test passed.
+
 PostgreSQL is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is set (``.ci/run``
 sets the latter). Then:
 
@@ -33,11 +43,14 @@ from typing import Any
 
 import pytest
 
+from citus_provision import provision_citus, temporary_schema
+from citus_provision import with_search_path as _citus_search_path
 from postgres_provision import provision_postgres, temporary_database
 from store_fixtures import BlockingAsyncStore, StoreOpener
 
 REQUIRE_ENV = "SQLSESSIONS_REQUIRE_POSTGRES"
 _POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url"}
+_CITUS_FIXTURES = {"citus_url", "citus_server_url", "citus_migrated_url"}
 _postgres_source = pytest.StashKey[str]()
 _postgres_passed = pytest.StashKey[int]()
 _postgres_missing = pytest.StashKey[str]()
@@ -48,6 +61,27 @@ def postgres_required() -> bool:
     return any(
         os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
         for name in ("CI", REQUIRE_ENV)
+    )
+
+
+REQUIRE_CITUS_ENV = "SQLSESSIONS_REQUIRE_CITUS"
+CITUS_MODULES = {"test_store", "test_production", "test_migrations", "test_cli", "test_analytics"}
+"""Modules whose `db_url` tests also run on Citus: the store's behaviour (both facades),
+production semantics with the reaper, migrations, the CLI, and the analytics views."""
+CITUS_TEST_SHARD_COUNT = 4
+_citus_source = pytest.StashKey[str]()
+_citus_passed = pytest.StashKey[int]()
+_citus_missing = pytest.StashKey[str]()
+_citus_collected = pytest.StashKey[bool]()
+
+
+def citus_required() -> bool:
+    """Citus tests must run (not skip): in CI, as PostgreSQL's must."""
+    return postgres_required() or os.environ.get(REQUIRE_CITUS_ENV, "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
     )
 
 
@@ -76,6 +110,76 @@ def postgres_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def citus_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a Citus coordinator's database, provisioned once per test session."""
+
+    def remember(source: str) -> None:
+        request.config.stash[_citus_source] = source
+
+    stack = ExitStack()
+    try:
+        url = stack.enter_context(provision_citus(report=remember))
+    except Exception as exc:
+        reason = str(exc)
+    else:
+        with stack:
+            yield url
+        return
+    message = f"Citus unavailable: {reason}"
+    if citus_required():
+        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def citus_url(citus_server_url: str) -> Iterator[str]:
+    """A fresh, empty schema on the Citus cluster (first on the URL's search path)."""
+    with temporary_schema(citus_server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def citus_distributed_schema(citus_server_url: str) -> Iterator[str]:
+    """A schema at head with the tables distributed by session, shared by the session's
+    tests (see `citus_migrated_url`)."""
+    from sqlsessions.distribute import distribute
+
+    with temporary_schema(citus_server_url, prefix="s") as url:
+        migrate_head(url)
+        distribute(url, shard_count=CITUS_TEST_SHARD_COUNT)
+        yield url
+
+
+@pytest.fixture
+def citus_migrated_url(citus_distributed_schema: str) -> str:
+    """The shared distributed schema, emptied (its tables distributed again if a test
+    migrated them away)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from sqlsessions.distribute import distribute
+    from sqlsessions.migrate import current, head_revision
+
+    url = citus_distributed_schema
+    if current(url) != head_revision():
+        migrate_head(url)
+        distribute(url, shard_count=CITUS_TEST_SHARD_COUNT)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM sessions"))  # every other row cascades
+    finally:
+        engine.dispose()
+    return url
+
+
+def migrate_head(url: str) -> None:
+    from sqlsessions import migrate
+
+    migrate(url)
+
+
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
@@ -96,6 +200,8 @@ _VARIANTS = [
     pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
 ]
 _SCHEMA_VARIANT = pytest.param(SCHEMA_VARIANT, marks=pytest.mark.postgres, id=SCHEMA_VARIANT)
+CITUS_VARIANT = "citus"
+_CITUS_VARIANT = pytest.param(CITUS_VARIANT, marks=pytest.mark.citus, id=CITUS_VARIANT)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -103,8 +209,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     on PostgreSQL with every table in a named schema (StoreConfig(schema=...))."""
     if "db_variant" in metafunc.fixturenames:
         with_schema = "open_store" in metafunc.fixturenames
+        on_citus = metafunc.module.__name__.rpartition(".")[2] in CITUS_MODULES
         metafunc.parametrize(
-            "db_variant", [*_VARIANTS, *([_SCHEMA_VARIANT] if with_schema else [])]
+            "db_variant",
+            [
+                *_VARIANTS,
+                *([_SCHEMA_VARIANT] if with_schema else []),
+                *([_CITUS_VARIANT] if on_citus else []),
+            ],
         )
 
 
@@ -122,6 +234,9 @@ def db_url(request: pytest.FixtureRequest, db_variant: str) -> str:
         # Stores get StoreConfig(schema=...); raw SQL in tests finds the tables by search_path.
         url: str = request.getfixturevalue("postgres_url")
         return with_search_path(url, TEST_SCHEMA)
+    if db_variant == CITUS_VARIANT and "migrated_url" in request.fixturenames:
+        url = request.getfixturevalue("citus_migrated_url")
+        return url
     url = request.getfixturevalue(f"{db_variant}_url")
     return url
 
@@ -129,12 +244,7 @@ def db_url(request: pytest.FixtureRequest, db_variant: str) -> str:
 def with_search_path(url: str, schema: str) -> str:
     """`url` whose connections search `schema` first, built with SQLAlchemy's URL API
     (the URL may or may not carry a query string already)."""
-    from sqlalchemy import make_url
-
-    parsed = make_url(url)
-    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
+    return _citus_search_path(url, schema)
 
 
 @pytest.fixture
@@ -155,6 +265,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
         if "sqlite_url" in names and not item.get_closest_marker("sqlite"):
             item.add_marker(pytest.mark.sqlite)
+        if names & _CITUS_FIXTURES and not item.get_closest_marker("citus"):
+            item.add_marker(pytest.mark.citus)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -162,6 +274,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    if item.get_closest_marker("citus"):
+        return _citus_report(item, report)
     if not item.get_closest_marker("postgres"):
         return report
     if report.when == "call" and report.passed:
@@ -177,9 +291,35 @@ def pytest_runtest_makereport(
     return report
 
 
+def _citus_report(item: pytest.Item, report: pytest.TestReport) -> pytest.TestReport:
+    """Count Citus passes; when Citus is required, a skipped Citus test is a failure."""
+    stash = item.config.stash
+    stash[_citus_collected] = True
+    if report.when == "call" and report.passed:
+        stash[_citus_passed] = stash.get(_citus_passed, 0) + 1
+    if report.skipped and citus_required() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"Citus test skipped while Citus is required "
+            f"(CI, {REQUIRE_ENV} or {REQUIRE_CITUS_ENV} is set): {reason}"
+        )
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """In CI, a green run must include at least one passing PostgreSQL test."""
+    """In CI, a green run must include at least one passing PostgreSQL test, and one passing
+    Citus test whenever Citus tests were selected."""
     config = session.config
+    if (
+        citus_required()
+        and exitstatus == pytest.ExitCode.OK
+        and not config.option.collectonly
+        and config.stash.get(_citus_collected, False)
+        and not config.stash.get(_citus_passed, 0)
+    ):
+        config.stash[_citus_missing] = "no Citus test passed, but Citus is required"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if (
         postgres_required()
         and exitstatus == pytest.ExitCode.OK
@@ -199,6 +339,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(source)
     if missing := config.stash.get(_postgres_missing, ""):
         terminalreporter.write_line(f"ERROR: {missing}", red=True, bold=True)
+    if source := config.stash.get(_citus_source, ""):
+        terminalreporter.write_line(source)
+    if missing := config.stash.get(_citus_missing, ""):
+        terminalreporter.write_line(f"ERROR: {missing}", red=True, bold=True)
 
 
 # --- stores ----------------------------------------------------------------------------
@@ -206,11 +350,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def migrated_url(db_url: str, db_schema: str | None) -> str:
-    """`db_url` with the sqlsessions schema migrated to head."""
+def migrated_url(db_url: str, db_schema: str | None, db_variant: str) -> str:
+    """`db_url` with the sqlsessions schema migrated to head (on Citus: also distributed)."""
     from sqlsessions import migrate
 
-    migrate(db_url, schema=db_schema)
+    if db_variant != CITUS_VARIANT:  # the Citus schema is ready (see citus_migrated_url)
+        migrate(db_url, schema=db_schema)
     return db_url
 
 
