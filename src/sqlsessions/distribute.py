@@ -91,7 +91,7 @@ def distribute_connection(
     lead_name = qualified(lead, schema)
     colocation = _check_placement(connection, lead_name, lead_column)
     if colocation is None:
-        arguments = {"name": lead_name, "column": lead_column}
+        arguments: dict[str, object] = {"name": lead_name, "column": lead_column}
         shards = ""
         if shard_count is not None:
             shards, arguments["shards"] = ", shard_count => :shards", shard_count
