@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text, update
 from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
@@ -25,7 +26,8 @@ from sqlsessions.distribute import DISTRIBUTION_COLUMNS, distribute
 from sqlsessions.errors import CitusUnavailableError, SchemaNotReadyError
 from sqlsessions.migrate import check, current, downgrade, head_revision
 from sqlsessions.operations import Transaction
-from sqlsessions.reaper import reap_batch_by_session
+from sqlsessions.reaper import reap_batch_on_citus
+from sqlsessions.schema import sessions
 from test_production import bulk_sessions, set_expiry, spawn_pool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,15 +93,37 @@ def test_db_distribute_shards_every_table_by_session_colocated_once(citus_url: s
     assert not distribute(citus_url).changed
 
 
-def test_migrate_with_distribute_gives_a_working_store_in_a_named_schema(citus_url: str) -> None:
-    migrate(citus_url, schema="agents", distribute=True)
-    assert_distributed_by_session(citus_url, "agents")
-    with Store(StoreConfig(url=citus_url, schema="agents")) as store:
-        for i in range(5):
-            add_chat(store, f"chat-{i}")
-        assert store.list() == [f"chat-{i}" for i in range(5)]
-        assert [m.content for m in store.get("chat-3").messages] == ["hello chat-3", "hi"]
-        assert len(store.list_sessions(metadata={"channel": "slack"}).sessions) == 5
+def test_migrate_with_distribute_gives_a_working_store_in_a_named_schema(
+    citus_server_url: str,
+) -> None:
+    url = citus_server_url  # the database's own search path: only `schema` places the tables
+    schema = f"agents_{uuid.uuid4().hex[:8]}"
+    try:
+        migrate(url, schema=schema, distribute=True)
+        assert_distributed_by_session(url, schema)
+        with Store(StoreConfig(url=url, schema=schema)) as store:
+            exercise_a_store(store)
+    finally:
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def exercise_a_store(store: Any) -> None:
+    for i in range(5):
+        add_chat(store, f"chat-{i}")
+    assert store.list() == [f"chat-{i}" for i in range(5)]
+    assert [m.content for m in store.get("chat-3").messages] == ["hello chat-3", "hi"]
+    assert len(store.list_sessions(metadata={"channel": "slack"}).sessions) == 5
+    with store.engine.begin() as conn:  # the store's engine maps the tables to its schema
+        conn.execute(
+            update(sessions)
+            .where(sessions.c.id < "chat-2")
+            .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+        )
+    assert store.reap_expired(batch_size=1) == 2
+    assert store.list() == ["chat-2", "chat-3", "chat-4"]
 
 
 def test_distribute_refuses_in_one_line_without_citus(postgres_url: str) -> None:
@@ -157,6 +181,15 @@ def test_migrations_keep_working_after_distribution_and_keep_the_data(citus_url:
 # --- the reaper --------------------------------------------------------------------------------
 
 
+def finish(steps: Any, execute: Any, result: Any) -> Any:
+    """Run an operation's remaining steps, sending `result` to the one it is waiting on."""
+    try:
+        while True:
+            result = execute(*steps.send(result))
+    except StopIteration as done:
+        return done.value
+
+
 def test_a_session_revived_during_a_citus_sweep_survives_it(citus_migrated_url: str) -> None:
     with Store(StoreConfig(url=citus_migrated_url)) as store:
         for name in ("revived", "dead"):
@@ -165,18 +198,17 @@ def test_a_session_revived_during_a_citus_sweep_survives_it(citus_migrated_url: 
     engine = create_engine(citus_migrated_url, poolclass=NullPool)
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        steps = reap_batch_by_session(10).steps(Transaction())
-        candidates = conn.execute(*next(steps))  # the sweep has read its candidates...
+        steps = reap_batch_on_citus(10, "sessions").steps(Transaction())
+        candidates = conn.execute(*next(steps)).freeze()  # the sweep read its candidates...
+        assert sorted(row.id for row in candidates().all()) == ["dead", "revived"]
         with engine.begin() as writer:  # ...when a writer revives one of them
             writer.execute(
                 text("UPDATE sessions SET expires_at = now() + interval '1 hour' WHERE id = :id"),
                 {"id": "revived"},
             )
-        delete = steps.send(candidates)
-        with pytest.raises(StopIteration) as done:
-            steps.send(conn.execute(*delete))
+        reaped = finish(steps, conn.execute, candidates())
     engine.dispose()
-    assert done.value.value == 1
+    assert reaped == 1
     with Store(StoreConfig(url=citus_migrated_url)) as store:
         assert store.list() == ["revived"]
 

@@ -133,7 +133,12 @@ class AsyncStore:
         total = 0
         while True:
             deleted = await self._run(
-                reap_batch(self._core.dialect, batch_size, citus=self._core.citus)
+                reap_batch(
+                    self._core.dialect,
+                    batch_size,
+                    citus=self._core.citus,
+                    schema=self.config.schema,
+                )
             )
             total += deleted
             if deleted < batch_size:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TextClause,
     Update,
+    any_,
     bindparam,
     delete,
     func,
@@ -457,6 +458,20 @@ select_expired_ids: Select[Any] = (
 )
 """Citus: up to `batch_size` expired sessions, oldest expiry first, read without locking
 (`delete_expired_session` then removes each one with its expiry re-checked)."""
+
+select_shards_of_sessions: TextClause = text(
+    "SELECT candidate.id, get_shard_id_for_distribution_column(CAST(:table AS regclass),"
+    " candidate.id) AS shard FROM unnest(CAST(:ids AS text[])) AS candidate(id)"
+)
+"""Citus: the shard holding each of `ids` in the distributed table `table` (computed on the
+coordinator from its metadata; no shard is read)."""
+
+delete_expired_sessions_among: Delete = delete(sessions).where(
+    S.id == any_(bindparam("ids", type_=ARRAY(S.id.type))),
+    S.expires_at.is_not(None),
+    S.expires_at <= bindparam("now"),
+)
+"""The sessions of `ids` that are still expired (a session revived meanwhile is kept)."""
 
 select_citus_extension: TextClause = text(
     "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"

@@ -133,7 +133,14 @@ class Store:
         self._ensure_ready()  # the sweep's statements depend on the server
         total = 0
         while True:
-            deleted = self._run(reap_batch(self._core.dialect, batch_size, citus=self._core.citus))
+            deleted = self._run(
+                reap_batch(
+                    self._core.dialect,
+                    batch_size,
+                    citus=self._core.citus,
+                    schema=self.config.schema,
+                )
+            )
             total += deleted
             if deleted < batch_size:
                 return total
