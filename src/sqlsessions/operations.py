@@ -164,16 +164,18 @@ class StoreCore:
         )
         self.citus = False
         """The server is a Citus coordinator (learnt at first use, see `detect_server`)."""
+        self.server_known = False
+        self._append_in_transaction = sql.upsert_session_for_append(dialect)
 
     def detect_server(self) -> Operation[None]:
         """Learn whether the PostgreSQL server is a Citus coordinator (one query, run once
         by the facade before its first operation; nothing is sent on SQLite)."""
 
         def steps(tx: Transaction) -> Steps[None]:
-            if self.dialect != "postgresql":
-                return
-            if (yield sql.select_citus_extension, None).first() is not None:
+            postgresql = self.dialect == "postgresql"
+            if postgresql and (yield sql.select_citus_extension, None).first() is not None:
                 self.use_citus()
+            self.server_known = True
 
         return Operation(steps, autocommit=self.single_statements_atomic)
 
@@ -181,8 +183,6 @@ class StoreCore:
         """Run appends as a short transaction of single-shard statements: Citus routes
         those faster than the one multi-CTE statement (see bench/citus.py)."""
         self.citus = True
-        self._append_one = None
-        self._append_statement = sql.upsert_session_for_append(self.dialect)
 
     # --- cache ------------------------------------------------------------------------
 
@@ -481,8 +481,13 @@ class StoreCore:
         if not new_messages:
             raise InvalidInputError("messages", "give at least one message to append")
         n = len(new_messages)
-        single_statement = self.dialect == "postgresql" and not self.citus
-        append_statement, append_one = self._append_statement, self._append_one
+        # One statement on PostgreSQL; a transaction of single-shard statements on SQLite, on
+        # Citus, and before the first use has told which server this is (right on either).
+        single_statement = self.dialect == "postgresql" and self.server_known and not self.citus
+        append_statement = (
+            self._append_statement if single_statement else self._append_in_transaction
+        )
+        append_one = self._append_one if single_statement else None
 
         def steps(tx: Transaction) -> Steps[int]:
             now = utcnow()
