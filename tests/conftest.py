@@ -12,6 +12,14 @@ Fixtures (see SPEC §5):
   from ``tests/postgres_provision.py``: ``SQLSESSIONS_TEST_POSTGRES_URL``, else Docker
   (testcontainers), else a throwaway ``pgserver``. For a database per module, use
   ``postgres_provision.temporary_database(postgres_server_url)`` in a module fixture.
+- ``pgbouncer_server_url`` (session): a PgBouncer in transaction mode in front of that server
+  (``tests/pgbouncer_provision.py``: ``SQLSESSIONS_TEST_PGBOUNCER_URL``, else Debian's
+  ``pgbouncer`` started for the session); ``pgbouncer_url`` (function): the test's fresh
+  database (``postgres_url``) reached through it.
+
+Store behaviour tests (``open_store``) run on ``sqlite``, ``postgres``, ``postgres-schema``
+(every table in a named schema) and ``pgbouncer`` (migrated directly on the server, stores
+connected through PgBouncer; marker ``pgbouncer``).
 
 Citus (SPEC §10): the behaviour, production (reaper), migration, CLI and analytics modules
 (``CITUS_MODULES``) also run their ``db_url`` tests with ``[citus]``: on a Citus cluster from
@@ -20,11 +28,11 @@ Citus (SPEC §10): the behaviour, production (reaper), migration, CLI and analyt
 schema at head with the tables distributed by session (4 shards each), shared by the
 session's tests and emptied before each; ``db_url`` alone is a fresh, empty schema. Select
 them with ``-m citus``. When Citus is required (``CI``, ``SQLSESSIONS_REQUIRE_POSTGRES`` or
-``SQLSESSIONS_REQUIRE_CITUS`` set), a skipped Citus test fails and so does a run in which
-no Citus test passed.
+``SQLSESSIONS_REQUIRE_CITUS`` set), a skipped Citus test fails, and so does a run that
+selected Citus tests of which none passed.
 
-PostgreSQL is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is set (``.ci/run``
-sets the latter). Then:
+PostgreSQL (and PgBouncer) is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is
+set (``.ci/run`` sets the latter). Then:
 
 - a provisioning failure fails the PostgreSQL tests instead of skipping them;
 - any PostgreSQL test reported as skipped (for whatever reason) is turned into a failure;
@@ -45,11 +53,13 @@ import pytest
 
 from citus_provision import provision_citus, temporary_schema
 from citus_provision import with_search_path as _citus_search_path
+from pgbouncer_provision import provision_pgbouncer, through_pgbouncer
 from postgres_provision import provision_postgres, temporary_database
 from store_fixtures import BlockingAsyncStore, StoreOpener
 
 REQUIRE_ENV = "SQLSESSIONS_REQUIRE_POSTGRES"
-_POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url"}
+_PGBOUNCER_FIXTURES = {"pgbouncer_url", "pgbouncer_server_url"}
+_POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url", *_PGBOUNCER_FIXTURES}
 _CITUS_FIXTURES = {"citus_url", "citus_server_url", "citus_migrated_url"}
 _postgres_source = pytest.StashKey[str]()
 _postgres_passed = pytest.StashKey[int]()
@@ -108,6 +118,31 @@ def postgres_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if postgres_required():
         pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server_url(postgres_server_url: str) -> Iterator[str]:
+    """URL (database ``postgres``) of a PgBouncer in transaction mode in front of the test
+    server, started once per test session."""
+    stack = ExitStack()
+    try:
+        url = stack.enter_context(provision_pgbouncer(postgres_server_url))
+    except Exception as exc:
+        reason = str(exc)
+    else:
+        with stack:
+            yield url
+        return
+    message = f"PgBouncer unavailable: {reason}"
+    if postgres_required():
+        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pgbouncer_url(postgres_url: str, pgbouncer_server_url: str) -> str:
+    """The test's fresh PostgreSQL database (`postgres_url`), reached through PgBouncer."""
+    return through_pgbouncer(postgres_url, pgbouncer_server_url)
 
 
 @pytest.fixture(scope="session")
@@ -202,22 +237,22 @@ _VARIANTS = [
 _SCHEMA_VARIANT = pytest.param(SCHEMA_VARIANT, marks=pytest.mark.postgres, id=SCHEMA_VARIANT)
 CITUS_VARIANT = "citus"
 _CITUS_VARIANT = pytest.param(CITUS_VARIANT, marks=pytest.mark.citus, id=CITUS_VARIANT)
+PGBOUNCER_VARIANT = "pgbouncer"
+_PGBOUNCER_VARIANT = pytest.param(
+    PGBOUNCER_VARIANT, marks=[pytest.mark.postgres, pytest.mark.pgbouncer], id=PGBOUNCER_VARIANT
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests using `db_url` run once per dialect; store behaviour tests (`open_store`) also
-    on PostgreSQL with every table in a named schema (StoreConfig(schema=...))."""
+    on PostgreSQL with every table in a named schema (StoreConfig(schema=...)) and through
+    PgBouncer in transaction mode."""
     if "db_variant" in metafunc.fixturenames:
-        with_schema = "open_store" in metafunc.fixturenames
-        on_citus = metafunc.module.__name__.rpartition(".")[2] in CITUS_MODULES
-        metafunc.parametrize(
-            "db_variant",
-            [
-                *_VARIANTS,
-                *([_SCHEMA_VARIANT] if with_schema else []),
-                *([_CITUS_VARIANT] if on_citus else []),
-            ],
-        )
+        behaviour = "open_store" in metafunc.fixturenames
+        extra = [_SCHEMA_VARIANT, _PGBOUNCER_VARIANT] if behaviour else []
+        if metafunc.module.__name__.rpartition(".")[2] in CITUS_MODULES:
+            extra.append(_CITUS_VARIANT)
+        metafunc.parametrize("db_variant", [*_VARIANTS, *extra])
 
 
 @pytest.fixture
@@ -230,13 +265,15 @@ def db_variant() -> str:
 def db_url(request: pytest.FixtureRequest, db_variant: str) -> str:
     """A fresh database of each dialect in turn (the test runs once per dialect)."""
     # Resolved lazily so that SQLite-only runs never provision PostgreSQL.
+    if db_variant == CITUS_VARIANT and "migrated_url" in request.fixturenames:
+        url = request.getfixturevalue("citus_migrated_url")
+        return url
     if db_variant == SCHEMA_VARIANT:
         # Stores get StoreConfig(schema=...); raw SQL in tests finds the tables by search_path.
         url: str = request.getfixturevalue("postgres_url")
         return with_search_path(url, TEST_SCHEMA)
-    if db_variant == CITUS_VARIANT and "migrated_url" in request.fixturenames:
-        url = request.getfixturevalue("citus_migrated_url")
-        return url
+    if db_variant == PGBOUNCER_VARIANT:
+        return str(request.getfixturevalue("pgbouncer_url"))
     url = request.getfixturevalue(f"{db_variant}_url")
     return url
 
@@ -258,7 +295,7 @@ def db_schema(db_variant: str) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selection, so `-m postgres` sees these marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that request the dialect fixtures directly get the dialect marker too."""
+    """Tests that request the dialect (or PgBouncer) fixtures directly get the marker too."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & _POSTGRES_FIXTURES and not item.get_closest_marker("postgres"):
@@ -267,6 +304,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.sqlite)
         if names & _CITUS_FIXTURES and not item.get_closest_marker("citus"):
             item.add_marker(pytest.mark.citus)
+        if names & _PGBOUNCER_FIXTURES and not item.get_closest_marker("pgbouncer"):
+            item.add_marker(pytest.mark.pgbouncer)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -350,12 +389,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def migrated_url(db_url: str, db_schema: str | None, db_variant: str) -> str:
-    """`db_url` with the sqlsessions schema migrated to head (on Citus: also distributed)."""
+def migrated_url(
+    request: pytest.FixtureRequest, db_url: str, db_variant: str, db_schema: str | None
+) -> str:
+    """`db_url` with the sqlsessions schema migrated to head (through PgBouncer: migrated
+    directly on the server, as a deployment would; on Citus: also distributed)."""
     from sqlsessions import migrate
 
-    if db_variant != CITUS_VARIANT:  # the Citus schema is ready (see citus_migrated_url)
-        migrate(db_url, schema=db_schema)
+    if db_variant == CITUS_VARIANT:  # the Citus schema is ready (see citus_migrated_url)
+        return db_url
+    direct = db_variant == PGBOUNCER_VARIANT
+    migrate(request.getfixturevalue("postgres_url") if direct else db_url, schema=db_schema)
     return db_url
 
 

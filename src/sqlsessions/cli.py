@@ -64,9 +64,22 @@ def root(
             help="PostgreSQL schema holding the sqlsessions tables (default: the search path).",
         ),
     ] = None,
+    prepare_threshold: Annotated[
+        int | None,
+        typer.Option(
+            "--prepare-threshold",
+            min=0,
+            help="PostgreSQL: prepare a statement on the server after this many executions "
+            "on a connection (default: never, safe behind PgBouncer in transaction mode; "
+            "also ?prepare_threshold=N in the URL).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """sqlsessions: AI-agent conversation sessions in PostgreSQL or SQLite."""
-    ctx.obj = State(url=url_from_environment(url), schema=schema or None)
+    ctx.obj = State(
+        url=url_from_environment(url), schema=schema or None, prepare_threshold=prepare_threshold
+    )
 
 
 # --- db ----------------------------------------------------------------------------------

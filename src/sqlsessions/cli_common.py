@@ -27,10 +27,11 @@ EXIT_SCHEMA_NOT_READY = 2
 
 @dataclass(frozen=True)
 class State:
-    """The global options: which database, in which PostgreSQL schema."""
+    """The global options: which database, in which PostgreSQL schema, prepared or not."""
 
     url: str
     schema: str | None = None
+    prepare_threshold: int | None = None
 
     @property
     def shown_url(self) -> str:
@@ -40,6 +41,7 @@ class State:
     def config(self, **options: Any) -> StoreConfig:
         """A store configuration for this database (the CLI never caches sessions)."""
         options.setdefault("cache_size", 0)
+        options.setdefault("prepare_threshold", self.prepare_threshold)
         return StoreConfig(url=self.url, schema=self.schema, **options)
 
     def open_store(self, **options: Any) -> Store:

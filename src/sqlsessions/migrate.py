@@ -15,8 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, pool, text
 from sqlalchemy.engine import URL
 
-from sqlsessions.config import normalize_url
-from sqlsessions.engine import is_database_error, wrap_error
+from sqlsessions.config import StoreConfig, normalize_url
+from sqlsessions.engine import engine_options, is_database_error, wrap_error
 from sqlsessions.errors import SchemaNotReadyError, SqlSessionsError
 from sqlsessions.schema import metadata_for_schema
 
@@ -71,7 +71,9 @@ def _connection(target: str | URL | Engine | Connection) -> Iterator[Connection]
     elif isinstance(target, Engine):
         engine, owned = target, False
     else:
-        engine, owned = create_engine(normalize_url(target), poolclass=pool.NullPool), True
+        url = normalize_url(target)  # without ?prepare_threshold=: migrations never prepare,
+        options = engine_options(url, StoreConfig(url=url))  # safe through any pooler
+        engine, owned = create_engine(url, poolclass=pool.NullPool, **options), True
     try:
         if isinstance(target, Connection):
             yield target

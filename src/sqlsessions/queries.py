@@ -15,8 +15,15 @@ from sqlsessions import statements as sql
 from sqlsessions.changes import metadata_as_json
 from sqlsessions.errors import InvalidInputError, SessionNotFoundError
 from sqlsessions.models import MAX_SESSION_ID_LENGTH, Message, Role, check_session_id, check_text
-from sqlsessions.operations import Operation, Steps, Transaction, utcnow
 from sqlsessions.schema import UTCDateTime, session_metadata, sessions
+from sqlsessions.steps import (
+    Operation,
+    Steps,
+    Transaction,
+    close_snapshot,
+    open_snapshot,
+    utcnow,
+)
 
 MAX_PAGE_SIZE = 1000
 S = sessions.c
@@ -174,6 +181,12 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
     check_limit(limit)
 
     def steps(tx: Transaction) -> Steps[list[Message]]:
+        yield from open_snapshot(dialect)  # the head, the window and its calls agree
+        messages = yield from read_window()
+        yield from close_snapshot(dialect)
+        return messages
+
+    def read_window() -> Steps[list[Message]]:
         now = utcnow()
         head = (yield sql.select_live_session_exists, {"sid": session_id, "now": now}).first()
         if head is None:
@@ -201,4 +214,4 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
         _, messages = sql.messages_from_rows(rows, calls.all())
         return messages
 
-    return Operation(steps, autocommit=dialect == "postgresql")
+    return Operation(steps, autocommit=dialect == "postgresql", snapshot=True)

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from sqlsessions import statements as sql
 from sqlsessions.distribute import qualified
 from sqlsessions.errors import InvalidInputError
-from sqlsessions.operations import Operation, Steps, Transaction, utcnow
 from sqlsessions.schema import sessions
+from sqlsessions.steps import Operation, Steps, Transaction, utcnow
 
 logger = logging.getLogger("sqlsessions.reaper")
 
