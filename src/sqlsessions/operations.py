@@ -119,6 +119,7 @@ class StoreCore:
         """The server is a Citus coordinator (learnt at first use, see `detect_server`)."""
         self.server_known = False
         self._append_in_transaction = sql.upsert_session_for_append(dialect)
+        self._append_after_key_check = sql.upsert_session_values_for_append(dialect)
 
     def detect_server(self) -> Operation[None]:
         """Learn whether the PostgreSQL server is a Citus coordinator (one query, run once
@@ -485,8 +486,15 @@ class StoreCore:
         # One statement on PostgreSQL; a transaction of single-shard statements on SQLite, on
         # Citus, and before the first use has told which server this is (right on either).
         single_statement = self.dialect == "postgresql" and self.server_known and not self.citus
+        # Citus cannot route the upsert's in-statement guard against a landed key (a subquery
+        # whose parameters reach the worker untyped): check the key first, then upsert.
+        key_first = self.dialect == "postgresql" and not single_statement
         append_statement = (
-            self._append_statement if single_statement else self._append_in_transaction
+            self._append_statement
+            if single_statement
+            else self._append_after_key_check
+            if key_first
+            else self._append_in_transaction
         )
         append_one = self._append_one if single_statement else None
 
@@ -513,6 +521,10 @@ class StoreCore:
                     )
                 else:
                     params.update(sql.append_array_params(new_messages))
+            if key_first:
+                landed = (yield sql.select_append_landed, params).first()
+                if landed is not None:
+                    return int(landed.version)
             row = (yield statement, params).first()
             if row is None and not single_statement:  # SQLite: did this key land already?
                 landed = (yield sql.select_append_landed, params).first()

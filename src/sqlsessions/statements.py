@@ -502,6 +502,36 @@ def reap_batch(dialect: str) -> Delete:
     return delete(sessions).where(S.id.in_(victims.scalar_subquery()))
 
 
+def upsert_session_values_for_append(dialect: str) -> Insert:
+    """`upsert_session_for_append` without its guard against an append key that already
+    landed, for Citus (which cannot route that subquery): the caller checks
+    `select_append_landed` first, in the same transaction."""
+    stmt = _dialect_insert(dialect, sessions).values(
+        id=bindparam("sid"),
+        agent_id=literal(""),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires_at"),
+        version=literal(1),
+        rewrite_version=literal(1),
+        last_seq=bindparam("n"),
+        message_count=bindparam("n"),
+        incarnation=bindparam("incarnation"),
+    )
+    result: Insert = stmt.on_conflict_do_update(
+        index_elements=[S.id],
+        set_={
+            "last_seq": S.last_seq + bindparam("n"),
+            "message_count": S.message_count + bindparam("n"),
+            "version": S.version + 1,
+            "updated_at": bindparam("now"),
+            "expires_at": bindparam("expires_at"),
+        },
+        where=live(),
+    ).returning(S.last_seq, S.version)
+    return result
+
+
 select_expired_ids: Select[Any] = (
     select(S.id)
     .where(S.expires_at.is_not(None), S.expires_at <= bindparam("now"))
