@@ -147,8 +147,8 @@ def calls(stores: dict[str, Store], sizes: Sizes) -> dict[str, dict[str, Callabl
 
 
 def append_shapes(url: str, sizes: Sizes) -> float:
-    """How much slower PostgreSQL's one-statement append is on Citus than the two-statement
-    transaction the store uses there (the reason for the choice), interleaved."""
+    """How much slower PostgreSQL's one-statement append is on Citus than the short
+    transaction of single-shard statements the store uses there (the reason), interleaved."""
     chosen, forced = Store(StoreConfig(url=url)), Store(StoreConfig(url=url))
     try:
         chosen.get("warm"), forced.get("warm")  # both detect Citus at first use
@@ -199,7 +199,7 @@ def run(sizes: Sizes) -> list[tuple[str, dict[str, float]]]:
             print("timing the append shapes on Citus", file=sys.stderr, flush=True)
             results.append(
                 (
-                    "append on Citus: one multi-CTE statement / two statements",
+                    "append on Citus: one multi-CTE statement / the store's Citus shape",
                     {"postgresql": float("nan"), "citus": append_shapes(urls["citus"], sizes)},
                 )
             )
