@@ -14,6 +14,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
 from sqlsessions.config import normalize_url
+from sqlsessions.distribute import server_is_citus
 from sqlsessions.schema import metadata_for_schema
 
 VERSION_TABLE = "sqlsessions_alembic_version"
@@ -56,6 +57,10 @@ def _run(connection: Connection) -> None:
         compare_server_default=True,
     )
     with context.begin_transaction():
+        if server_is_citus(connection):
+            # Distributed tables and the views over them change in one transaction: Citus
+            # then needs every statement on one connection per node (or it refuses).
+            connection.execute(text("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"))
         context.run_migrations()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import re
 from collections import Counter
@@ -212,9 +213,24 @@ def bulk_sessions(url: str, count: int, agents: int = 3) -> None:
         for i in range(count)
     ]
     with engine.begin() as conn:
-        conn.execute(sessions.insert(), rows)
-        conn.execute(session_metadata.insert(), meta)
+        if engine.dialect.name == "postgresql":  # COPY: fast on Citus too (per-row routing)
+            copy_rows(conn, sessions.name, rows)
+            copy_rows(
+                conn, session_metadata.name, [{**m, "value": json.dumps(m["value"])} for m in meta]
+            )
+        else:
+            conn.execute(sessions.insert(), rows)
+            conn.execute(session_metadata.insert(), meta)
     engine.dispose()
+
+
+def copy_rows(conn: Any, table: str, rows: list[dict[str, Any]]) -> None:
+    """COPY `rows` (dicts with the same keys) into `table` on PostgreSQL."""
+    columns = list(rows[0])
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[column] for column in columns])
 
 
 def page_through(store: Any, **filters: Any) -> list[str]:

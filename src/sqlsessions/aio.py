@@ -160,9 +160,18 @@ class AsyncStore:
 
     async def reap_expired(self, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """Delete every expired session with its rows, `batch_size` per transaction."""
+        check_batch_size(batch_size)
+        await self._ensure_ready()  # the sweep's statements depend on the server
         total = 0
         while True:
-            deleted = await self._run(reap_batch(self._core.dialect, batch_size))
+            deleted = await self._run(
+                reap_batch(
+                    self._core.dialect,
+                    batch_size,
+                    citus=self._core.citus,
+                    schema=self.config.schema,
+                )
+            )
             total += deleted
             if deleted < batch_size:
                 return total
@@ -241,6 +250,7 @@ class AsyncStore:
                             await conn.run_sync(
                                 prepare_schema, self.config.auto_migrate, self.config.schema
                             )
+                    await self._execute(self._core.detect_server(), Transaction())
                 except Exception as exc:
                     await asyncio.sleep(
                         retry_delay_or_raise(exc, delays, self._engine.url, Transaction())

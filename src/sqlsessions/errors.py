@@ -47,3 +47,7 @@ class InvalidInputError(SqlSessionsError, ValueError):
 
 class StorageError(SqlSessionsError):
     """The database reported an error; the original is kept as __cause__."""
+
+
+class CitusUnavailableError(SqlSessionsError):
+    """The database is not a Citus coordinator (the citus extension is not installed in it)."""

@@ -175,8 +175,10 @@ def migrate(
     revision: str = "head",
     *,
     schema: str | None = None,
+    distribute: bool = False,
 ) -> None:
-    """Upgrade the database to `revision` (default: the newest).
+    """Upgrade the database to `revision` (default: the newest); with `distribute`, also
+    distribute the tables on Citus in the same transaction (see `sqlsessions.distribute`).
 
     Safe to run from several processes at once: on PostgreSQL they queue on an advisory lock.
     """
@@ -184,6 +186,10 @@ def migrate(
     _check_revision_text(revision)
     with _connection(url_or_engine) as conn:
         upgrade_connection(conn, revision, schema)
+        if distribute:
+            from sqlsessions.distribute import distribute_connection  # it imports this module
+
+            distribute_connection(conn, schema)
 
 
 def downgrade(

@@ -7,10 +7,13 @@ import contextlib
 import logging
 import math
 import threading
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from sqlsessions import statements as sql
+from sqlsessions.distribute import qualified
 from sqlsessions.errors import InvalidInputError
+from sqlsessions.schema import sessions
 from sqlsessions.steps import Operation, Steps, Transaction, utcnow
 
 logger = logging.getLogger("sqlsessions.reaper")
@@ -48,9 +51,14 @@ def check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
-def reap_batch(dialect: str, batch_size: int) -> Operation[int]:
-    """Delete up to `batch_size` expired sessions with all their rows, in one short transaction."""
+def reap_batch(
+    dialect: str, batch_size: int, *, citus: bool = False, schema: str | None = None
+) -> Operation[int]:
+    """Delete up to `batch_size` expired sessions with all their rows, in one short transaction
+    (on Citus shard by shard: see `reap_batch_on_citus`; `schema` holds the tables)."""
     check_batch_size(batch_size)
+    if citus:
+        return reap_batch_on_citus(batch_size, qualified(sessions.name, schema))
     statement = sql.reap_batch(dialect)
 
     def steps(tx: Transaction) -> Steps[int]:
@@ -58,6 +66,38 @@ def reap_batch(dialect: str, batch_size: int) -> Operation[int]:
         return int(result.rowcount)
 
     return Operation(steps, writes=True, autocommit=dialect == "postgresql")
+
+
+def reap_batch_on_citus(batch_size: int, sessions_table: str) -> Operation[int]:
+    """Citus: every statement touches one shard, as a locking sweep across shards cannot.
+
+    The candidates are read without locks; the coordinator tells which shard holds each
+    one; then one DELETE per shard removes that shard's candidates with their expiry
+    re-checked in the DELETE itself: a session revived meanwhile no longer matches and
+    survives, and of several reapers taking the same candidate only one deletes it (the
+    others find nothing). The deletes travel together (one pipelined round trip with
+    psycopg) in one short transaction, shard after shard in a fixed order, so reapers wait
+    for each other instead of deadlocking. Writers of live sessions never wait: a row
+    whose expiry does not match is neither deleted nor locked.
+    """
+
+    def steps(tx: Transaction) -> Steps[int]:
+        now = utcnow()
+        candidates = (yield sql.select_expired_ids, {"now": now, "batch_size": batch_size}).all()
+        if not candidates:
+            return 0
+        ids = [row.id for row in candidates]
+        placed = (yield sql.select_shards_of_sessions, {"table": sessions_table, "ids": ids}).all()
+        by_shard: defaultdict[int, list[str]] = defaultdict(list)
+        for row in placed:
+            by_shard[row.shard].append(row.id)
+        result = yield (
+            sql.delete_expired_sessions_among,
+            [{"ids": sorted(by_shard[shard]), "now": now} for shard in sorted(by_shard)],
+        )
+        return int(result.rowcount)
+
+    return Operation(steps, writes=True)
 
 
 class ReaperThread:

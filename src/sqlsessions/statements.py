@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TextClause,
     Update,
+    any_,
     bindparam,
     case,
     cast,
@@ -585,3 +586,62 @@ update_session_after_removal: Update = (
     )
 )
 """Bookkeeping after messages were removed server-side (seqs are never reused)."""
+
+
+def upsert_session_values_for_append(dialect: str) -> Insert:
+    """`upsert_session_for_append` without its guard against an append key that already
+    landed, for Citus (which cannot route that subquery): the caller checks
+    `select_append_landed` first, in the same transaction."""
+    stmt = _dialect_insert(dialect, sessions).values(
+        id=bindparam("sid"),
+        agent_id=literal(""),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires_at"),
+        version=literal(1),
+        rewrite_version=literal(1),
+        last_seq=bindparam("n"),
+        message_count=bindparam("n"),
+        incarnation=bindparam("incarnation"),
+    )
+    result: Insert = stmt.on_conflict_do_update(
+        index_elements=[S.id],
+        set_={
+            "last_seq": S.last_seq + bindparam("n"),
+            "message_count": S.message_count + bindparam("n"),
+            "version": S.version + 1,
+            "updated_at": bindparam("now"),
+            "expires_at": bindparam("expires_at"),
+        },
+        where=live(),
+    ).returning(S.last_seq, S.version)
+    return result
+
+
+select_expired_ids: Select[Any] = (
+    select(S.id)
+    .where(S.expires_at.is_not(None), S.expires_at <= bindparam("now"))
+    .order_by(S.expires_at, S.id)
+    .limit(bindparam("batch_size"))
+)
+"""Citus: up to `batch_size` expired sessions, oldest expiry first, read without locking
+(`delete_expired_session` then removes each one with its expiry re-checked)."""
+
+select_shards_of_sessions: TextClause = text(
+    "SELECT candidate.id, get_shard_id_for_distribution_column(CAST(:table AS regclass),"
+    " candidate.id) AS shard FROM unnest(CAST(:ids AS text[])) AS candidate(id)"
+)
+"""Citus: the shard holding each of `ids` in the distributed table `table` (computed on the
+coordinator from its metadata; no shard is read)."""
+
+delete_expired_sessions_among: Delete = delete(sessions).where(
+    S.id == any_(bindparam("ids", type_=ARRAY(S.id.type))),
+    S.expires_at.is_not(None),
+    S.expires_at <= bindparam("now"),
+)
+"""The sessions of `ids` that are still expired (a session revived meanwhile is kept)."""
+
+select_citus_extension: TextClause = text(
+    "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
+)
+"""A row when the PostgreSQL server is a Citus coordinator."""

@@ -157,9 +157,18 @@ class Store:
 
     def reap_expired(self, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """Delete every expired session with its rows, `batch_size` per transaction."""
+        check_batch_size(batch_size)
+        self._ensure_ready()  # the sweep's statements depend on the server
         total = 0
         while True:
-            deleted = self._run(reap_batch(self._core.dialect, batch_size))
+            deleted = self._run(
+                reap_batch(
+                    self._core.dialect,
+                    batch_size,
+                    citus=self._core.citus,
+                    schema=self.config.schema,
+                )
+            )
             total += deleted
             if deleted < batch_size:
                 return total
@@ -236,6 +245,7 @@ class Store:
                         conn = conn.execution_options(sqlsessions_writes=True)
                         with conn.begin():
                             prepare_schema(conn, self.config.auto_migrate, self.config.schema)
+                    self._execute(self._core.detect_server(), Transaction())
                 except Exception as exc:
                     time.sleep(retry_delay_or_raise(exc, delays, self._engine.url, Transaction()))
                     continue

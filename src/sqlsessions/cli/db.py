@@ -73,6 +73,24 @@ def db_downgrade(
     out().print(Text(f"{state.shown_url} is at revision {at or 'base'}"))
 
 
+@db_app.command("distribute")
+def db_distribute(
+    ctx: typer.Context,
+    shard_count: Annotated[
+        int | None,
+        typer.Option("--shard-count", min=1, help="Shards per table (default: citus.shard_count)."),
+    ] = None,
+) -> None:
+    """Citus: distribute the tables by session, co-located (idempotent; run after upgrade)."""
+    from sqlsessions.distribute import distribute
+
+    state = state_of(ctx)
+    with reported_errors(state):
+        announce(state)
+        done = distribute(state.url, schema=state.schema, shard_count=shard_count)
+    out().print(Text(f"{state.shown_url}: {done.describe()}"))
+
+
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """Show the revision the database is at."""
