@@ -21,6 +21,14 @@ from sqlsessions.errors import SchemaNotReadyError, SqlSessionsError
 from sqlsessions.schema import metadata_for_schema
 
 VERSION_TABLE = "sqlsessions_alembic_version"
+SEARCH_INDEX_OBJECTS = ("messages_fts", "ix_messages_content_search")
+"""Full-text search structures the migrations manage outside the table models (FTS5 tables
+and their shadow tables on SQLite, the expression index on PostgreSQL)."""
+
+
+def is_search_index_object(name: str | None) -> bool:
+    """True for the search structures `drift` leaves to the migrations."""
+    return name is not None and name.startswith(SEARCH_INDEX_OBJECTS)
 UPGRADE_COMMAND = "sqlsessions db upgrade"
 
 
@@ -147,7 +155,8 @@ def drift(connection: Connection, schema: str | None = None) -> list[str]:
             "include_schemas": schema is not None,
             "include_name": lambda name, type_, _parent: type_ != "schema" or name == schema,
             "include_object": lambda _o, name, type_, _r, _c: (
-                type_ != "table" or name != VERSION_TABLE
+                not (type_ == "table" and name == VERSION_TABLE)
+                and not is_search_index_object(name)
             ),
         },
     )

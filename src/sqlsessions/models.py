@@ -101,6 +101,20 @@ def _check_text(value: str) -> str:
 
 _Text = Annotated[StrictStr, AfterValidator(_check_text)]
 
+MAX_TOKEN_COUNT = 2**63 - 1
+_USAGE_KEYS = ("model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+
+
+def _check_token_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f"must be an integer number of tokens, not {type(value).__name__}")
+    if not 0 <= value <= MAX_TOKEN_COUNT:
+        raise _invalid(f"must be between 0 and {MAX_TOKEN_COUNT}, not {value}")
+    return value
+
+
+_TokenCount = Annotated[int, BeforeValidator(_check_token_count)]
+
 
 def _dotted(loc: Sequence[int | str]) -> str:
     """('messages', 3, 'content') -> 'messages[3].content'."""
@@ -267,13 +281,21 @@ class Message(_Value):
     name: _Text | None = None
     tool_call_id: _Text | None = None
     tool_calls: tuple[ToolCall, ...] | None = None
+    # Usage, when the provider reported it (filled by `append`/`save` callers and adapters).
+    # input_tokens counts every prompt token, cached ones included; output_tokens every
+    # generated token, reasoning ones included. Omitted from JSON when None.
+    model: _Text | None = None
+    input_tokens: _TokenCount | None = None
+    output_tokens: _TokenCount | None = None
+    cached_tokens: _TokenCount | None = None
+    reasoning_tokens: _TokenCount | None = None
 
     @field_validator("content", mode="before")
     @classmethod
     def _null_content_is_empty(cls, value: Any) -> Any:
         return "" if value is None else value
 
-    @field_validator("name", "tool_call_id", mode="before")
+    @field_validator("name", "tool_call_id", "model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -293,6 +315,9 @@ class Message(_Value):
         if info.mode_is_json():
             for key in ("name", "tool_call_id", "tool_calls"):
                 if not data.get(key):
+                    data.pop(key, None)
+            for key in _USAGE_KEYS:
+                if data.get(key) is None:
                     data.pop(key, None)
         return data
 

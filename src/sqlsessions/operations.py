@@ -473,7 +473,7 @@ class StoreCore:
             statement = self._append_statement
             if single_statement:  # everything travels inside the one statement
                 only = new_messages[0]
-                if n == 1 and not only.tool_calls and self._append_one is not None:
+                if n == 1 and sql.is_plain(only) and self._append_one is not None:
                     statement = self._append_one
                     params.update(
                         role=only.role.value,

@@ -36,7 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
-from sqlsessions.schema import messages, session_metadata, sessions, tool_calls
+from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
 
 S = sessions.c
 M = messages.c
@@ -71,8 +71,13 @@ select_session_head: Select[Any] = select(
 ).where(S.id == bindparam("sid"), live())
 """The cheap primary-key lookup that validates a cached session."""
 
+MESSAGE_READ_COLUMNS = (M.seq, M.role, M.content, M.name, M.tool_call_id) + tuple(
+    M[name] for name in USAGE_FIELDS
+)
+"""What a read of messages selects, in the order `messages_from_rows` unpacks."""
+
 select_messages_after: Select[Any] = (
-    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    select(*MESSAGE_READ_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq > bindparam("after_seq"))
     .order_by(M.seq)
 )
@@ -214,6 +219,7 @@ def message_rows(
                 "name": message.name,
                 "tool_call_id": message.tool_call_id,
                 "created_at": now,
+                **{name: getattr(message, name) for name in USAGE_FIELDS},
             }
         )
         for idx, call in enumerate(message.tool_calls or ()):
@@ -246,7 +252,7 @@ def messages_from_rows(
         )
     seqs: list[int] = []
     result: list[Message] = []
-    for seq, role, content, name, tool_call_id in rows:  # type: ignore[misc]
+    for seq, role, content, name, tool_call_id, *usage in rows:
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
@@ -256,6 +262,7 @@ def messages_from_rows(
                 name=name,
                 tool_call_id=tool_call_id,
                 tool_calls=tuple(calls) if calls else None,
+                **dict(zip(USAGE_FIELDS, usage, strict=True)),
             )
         )
     return seqs, result
@@ -309,14 +316,19 @@ def append_in_one_statement() -> Select[Any]:
             bindparam("contents", type_=text_array),
             bindparam("names", type_=text_array),
             bindparam("tool_call_ids", type_=text_array),
+            bindparam("model_list", type_=text_array),
+            *(bindparam(f"{name}_list", type_=ARRAY(BigInteger())) for name in USAGE_FIELDS[1:]),
         )
-        .table_valued("role", "content", "name", "tool_call_id", with_ordinality="ord")
+        .table_valued(
+            "role", "content", "name", "tool_call_id", *USAGE_FIELDS, with_ordinality="ord"
+        )
         .render_derived(name="new_messages")
     )
     first_seq = head.c.last_seq - bindparam("n")
     sid = bindparam("sid", type_=S.id.type)
     message_insert = insert(messages).from_select(
-        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"],
+        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"]
+        + list(USAGE_FIELDS),
         select(
             sid,
             first_seq + new_messages.c.ord,
@@ -325,6 +337,7 @@ def append_in_one_statement() -> Select[Any]:
             new_messages.c.name,
             new_messages.c.tool_call_id,
             bindparam("now", type_=M.created_at.type),
+            *(new_messages.c[name] for name in USAGE_FIELDS),
         )
         .select_from(head)
         .join(new_messages, true()),
@@ -386,6 +399,7 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
         for key in (
             "roles", "contents", "names", "tool_call_ids", "call_positions", "call_indexes",
             "call_ids", "call_types", "call_names", "call_arguments",
+            *(f"{name}_list" for name in USAGE_FIELDS),
         )
     }  # fmt: skip
     for position, message in enumerate(new_messages, start=1):
@@ -393,6 +407,8 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
         params["contents"].append(message.content)
         params["names"].append(message.name)
         params["tool_call_ids"].append(message.tool_call_id)
+        for name in USAGE_FIELDS:
+            params[f"{name}_list"].append(getattr(message, name))
         for idx, call in enumerate(message.tool_calls or ()):
             params["call_positions"].append(position)
             params["call_indexes"].append(idx)
@@ -406,7 +422,7 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
 # --- history: the tail of a conversation ----------------------------------------------------
 
 select_last_messages: Select[Any] = (
-    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    select(*MESSAGE_READ_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq < bindparam("before_seq"))
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
@@ -445,3 +461,8 @@ def reap_batch(dialect: str) -> Delete:
     if dialect == "postgresql":
         victims = victims.with_for_update(skip_locked=True)
     return delete(sessions).where(S.id.in_(victims.scalar_subquery()))
+
+
+def is_plain(message: Message) -> bool:
+    """No tool calls and no usage: the message fits `append_one_statement`'s scalar form."""
+    return not message.tool_calls and all(getattr(message, f) is None for f in USAGE_FIELDS)
