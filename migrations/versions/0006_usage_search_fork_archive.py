@@ -74,10 +74,10 @@ CREATE VIEW {q}usage_daily AS
 SELECT day, agent_id, model,
        COUNT(*) AS messages,
        COUNT(DISTINCT session_id) AS sessions,
-       SUM(input_tokens) AS input_tokens,
-       SUM(output_tokens) AS output_tokens,
-       SUM(cached_tokens) AS cached_tokens,
-       SUM(reasoning_tokens) AS reasoning_tokens,
+       CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
+       CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+       CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens,
+       CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens,
        SUM(cost) AS cost
 FROM {q}message_costs
 GROUP BY day, agent_id, model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -44,6 +45,9 @@ class StoreConfig:
     auto_migrate: bool | None = None
     cache_size: int = DEFAULT_CACHE_SIZE
     engine_options: dict[str, Any] = field(default_factory=dict)
+    search_language: str = "simple"
+    """PostgreSQL text search configuration `store.search` uses ('simple': no stemming, the
+    one migration 0006 indexes; see the README's search section for another language)."""
 
     def __post_init__(self) -> None:
         ttl: Any = self.ttl
@@ -65,6 +69,10 @@ class StoreConfig:
             or self.cache_size < 0
         ):
             raise InvalidInputError("cache_size", "must be a non-negative integer")
+        if not isinstance(self.search_language, str) or not re.fullmatch(
+            r"[a-z_][a-z0-9_]*", self.search_language
+        ):
+            raise InvalidInputError("search_language", "must be a text search configuration name")
         normalize_url(self.url)  # fail early on a malformed URL
 
     def __repr__(self) -> str:

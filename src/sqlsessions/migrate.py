@@ -29,6 +29,8 @@ and their shadow tables on SQLite, the expression index on PostgreSQL)."""
 def is_search_index_object(name: str | None) -> bool:
     """True for the search structures `drift` leaves to the migrations."""
     return name is not None and name.startswith(SEARCH_INDEX_OBJECTS)
+
+
 UPGRADE_COMMAND = "sqlsessions db upgrade"
 
 

@@ -88,6 +88,7 @@ class JSONText(TypeDecorator[Any]):
 JSONValue: Any = JSON().with_variant(JSONB(), "postgresql").with_variant(JSONText(), "sqlite")
 """A metadata value: JSONB on PostgreSQL, JSON text on SQLite."""
 
+
 def usage_columns() -> list[Column[Any]]:
     """The model that produced a message and its token usage, as the provider reported it."""
     return [

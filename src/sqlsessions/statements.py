@@ -71,8 +71,13 @@ select_session_head: Select[Any] = select(
 ).where(S.id == bindparam("sid"), live())
 """The cheap primary-key lookup that validates a cached session."""
 
-MESSAGE_READ_COLUMNS = (M.seq, M.role, M.content, M.name, M.tool_call_id) + tuple(
-    M[name] for name in USAGE_FIELDS
+MESSAGE_READ_COLUMNS = (
+    M.seq,
+    M.role,
+    M.content,
+    M.name,
+    M.tool_call_id,
+    *(M[name] for name in USAGE_FIELDS),
 )
 """What a read of messages selects, in the order `messages_from_rows` unpacks."""
 
@@ -166,13 +171,16 @@ def _dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Inse
     return sqlite.insert(table)
 
 
+dialect_insert = _dialect_insert
+"""The dialect's INSERT construct (with ON CONFLICT support) for `table`."""
+
+
 # --- row <-> model mapping ---------------------------------------------------------------
 
 
 def new_incarnation() -> str:
     """A fresh random token for a newly created session row."""
     return secrets.token_hex(16)
-
 
 
 def session_row_params(
@@ -252,7 +260,7 @@ def messages_from_rows(
         )
     seqs: list[int] = []
     result: list[Message] = []
-    for seq, role, content, name, tool_call_id, *usage in rows:
+    for seq, role, content, name, tool_call_id, *usage in rows:  # type: ignore[misc]
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
@@ -327,8 +335,16 @@ def append_in_one_statement() -> Select[Any]:
     first_seq = head.c.last_seq - bindparam("n")
     sid = bindparam("sid", type_=S.id.type)
     message_insert = insert(messages).from_select(
-        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"]
-        + list(USAGE_FIELDS),
+        [
+            "session_id",
+            "seq",
+            "role",
+            "content",
+            "name",
+            "tool_call_id",
+            "created_at",
+            *USAGE_FIELDS,
+        ],
         select(
             sid,
             first_seq + new_messages.c.ord,
