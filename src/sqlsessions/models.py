@@ -386,6 +386,13 @@ class Session(_Model):
     # so that a save writes only the difference (and detects concurrent writers).
     _stored: Any = PrivateAttr(default=None)
 
+    @property
+    def version(self) -> int | None:
+        """The stored version this object was loaded or last saved at (None: never stored);
+        pass it as `expected_version` to `store.replace_history`."""
+        version = getattr(self._stored, "version", None)
+        return version if isinstance(version, int) else None
+
     @model_validator(mode="before")
     @classmethod
     def _default_timestamps(cls, data: Any) -> Any:
