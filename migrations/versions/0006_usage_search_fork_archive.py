@@ -27,13 +27,15 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TIMESTAMP = sa.DateTime(timezone=True)
+ITEM_TYPE = sa.JSON().with_variant(JSONB(), "postgresql").with_variant(sa.Text(), "sqlite")
 USAGE_COLUMNS = ("model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
 SEARCH_INDEX = "ix_messages_content_search"
 SEARCH_LANGUAGE = "simple"
@@ -129,6 +131,9 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=True),
         sa.Column("tool_call_id", sa.Text(), nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False, server_default=sa.text("'message'")),
+        sa.Column("item_format", sa.Text(), nullable=True),
+        sa.Column("item", ITEM_TYPE, nullable=True),
         sa.Column("model", sa.Text(), nullable=True),
         sa.Column("input_tokens", sa.BigInteger(), nullable=True),
         sa.Column("output_tokens", sa.BigInteger(), nullable=True),

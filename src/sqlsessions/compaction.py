@@ -145,7 +145,7 @@ select_segments: Any = (
     .order_by(A.segment)
 )
 select_archived: Select[Any] = (
-    select(*(A[c.name] for c in sql.MESSAGE_READ_COLUMNS))
+    select(*(A[c.name] for c in sql.MESSAGE_COLUMNS))
     .where(A.session_id == bindparam("sid"), A.segment == bindparam("segment"))
     .order_by(A.seq)
 )

@@ -49,10 +49,15 @@ from sqlsessions.errors import InvalidInputError
 from sqlsessions.message_list import MessageList
 from sqlsessions.timestamps import format_timestamp, parse_timestamp
 from sqlsessions.validation import (
+    CHAT_KIND,
+    MAX_KIND_LENGTH,
     MAX_SESSION_ID_LENGTH,
     check_metadata_entry,
     check_session_id,
     check_text,
+    json_copy,
+    json_text,
+    json_value_problem,
     metadata_problem,
     text_problem,
 )
@@ -70,6 +75,7 @@ __all__ = [
     "check_session_id",
     "check_text",
     "format_timestamp",
+    "json_copy",
     "parse_timestamp",
 ]
 
@@ -269,11 +275,37 @@ class ToolCall(_Value):
     function: ToolFunction
 
 
+def _check_kind(value: str) -> str:
+    if not value:
+        raise _invalid("must not be empty")
+    if len(value) > MAX_KIND_LENGTH:
+        raise _invalid(f"is longer than {MAX_KIND_LENGTH} characters ({len(value)})")
+    return value
+
+
+def _check_item(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid(f"must be a JSON object (a dict), not {type(value).__name__}")
+    problem = json_value_problem(value)
+    if problem is not None:
+        raise _invalid(problem)
+    return json_copy(value)
+
+
 class Message(_Value):
     """One message of a conversation (immutable; edit with :meth:`replace`).
 
     ``name`` and ``tool_call_id`` given as ``""`` and ``tool_calls`` given as ``[]`` are stored
     as None, as they are omitted from JSON either way; a list of tool calls is kept as a tuple.
+
+    Beyond the Go package's fields, a message may carry a framework's original item:
+    ``item`` (a JSON object, kept verbatim; a deep copy is taken), ``item_format`` (the name of
+    its format, e.g. ``"openai-agents"``) and ``kind`` (``"message"`` for a chat message;
+    another kind, e.g. ``"reasoning"``, for an item that is not one: the analytics views do not
+    count it as a message). In JSON the three keys are omitted when empty (``kind`` when it is
+    ``"message"``); the Go package ignores them.
     """
 
     role: _Role
@@ -281,6 +313,9 @@ class Message(_Value):
     name: _Text | None = None
     tool_call_id: _Text | None = None
     tool_calls: tuple[ToolCall, ...] | None = None
+    kind: Annotated[_Text, AfterValidator(_check_kind)] = CHAT_KIND
+    item_format: _Text | None = None
+    item: Annotated[dict[str, Any] | None, BeforeValidator(_check_item)] = None
     # Usage, when the provider reported it (filled by `append`/`save` callers and adapters).
     # input_tokens counts every prompt token, cached ones included; output_tokens every
     # generated token, reasoning ones included. Omitted from JSON when None.
@@ -289,6 +324,29 @@ class Message(_Value):
     output_tokens: _TokenCount | None = None
     cached_tokens: _TokenCount | None = None
     reasoning_tokens: _TokenCount | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        """True for a chat message (kind ``"message"``), False for any other framework item."""
+        return self.kind == CHAT_KIND
+
+    def __hash__(self) -> int:
+        item = None if self.item is None else json_text(self.item)
+        return hash(
+            (
+                self.role,
+                self.content,
+                self.name,
+                self.tool_call_id,
+                self.tool_calls,
+                self.kind,
+                self.item_format,
+                item,
+                self.model,
+                self.input_tokens,
+                self.output_tokens,
+            )
+        )
 
     @field_validator("content", mode="before")
     @classmethod
@@ -313,9 +371,11 @@ class Message(_Value):
     ) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if info.mode_is_json():
-            for key in ("name", "tool_call_id", "tool_calls"):
+            for key in ("name", "tool_call_id", "tool_calls", "item_format", "item"):
                 if not data.get(key):
                     data.pop(key, None)
+            if data.get("kind") == CHAT_KIND:
+                del data["kind"]
             for key in _USAGE_KEYS:
                 if data.get(key) is None:
                     data.pop(key, None)

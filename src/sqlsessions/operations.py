@@ -27,6 +27,7 @@ from sqlsessions.models import (
     check_session_fields,
     check_session_id,
 )
+from sqlsessions.schema import USAGE_FIELDS
 
 T = TypeVar("T")
 
@@ -473,13 +474,17 @@ class StoreCore:
             statement = self._append_statement
             if single_statement:  # everything travels inside the one statement
                 only = new_messages[0]
-                if n == 1 and sql.is_plain(only) and self._append_one is not None:
+                if n == 1 and not only.tool_calls and self._append_one is not None:
                     statement = self._append_one
                     params.update(
                         role=only.role.value,
                         content=only.content,
                         name=only.name,
                         tool_call_id=only.tool_call_id,
+                        kind=only.kind,
+                        item_format=only.item_format,
+                        item=only.item,
+                        **{name: getattr(only, name) for name in USAGE_FIELDS},
                     )
                 else:
                     params.update(sql.append_array_params(new_messages))

@@ -27,6 +27,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+# Re-exported: the one canonical JSON encoder lives with the validation rules.
+from sqlsessions.validation import CHAT_KIND as CHAT_KIND
+from sqlsessions.validation import json_text as json_text
+from sqlsessions.validation import numeric_safe_json_text
+
 ROLES = ("system", "user", "assistant", "tool")
 
 metadata = MetaData(
@@ -63,11 +68,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-def json_text(value: Any) -> str:
-    """JSON as sqlsessions stores it: compact, keys sorted, so equal values are equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
 class JSONText(TypeDecorator[Any]):
     """JSON kept as canonical text (sorted keys, compact) in a TEXT column.
 
@@ -101,6 +101,41 @@ def usage_columns() -> list[Column[Any]]:
 
 
 USAGE_FIELDS = ("model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+
+
+class NullableJSONText(JSONText):
+    """`JSONText` where Python None is SQL NULL (not the JSON text `null`)."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:  # type: ignore[override]
+        return None if value is None else json_text(value)
+
+
+class ExactJSONB(TypeDecorator[Any]):
+    """JSONB whose every number reads back with its Python type (see numeric_safe_json_text);
+    Python None is SQL NULL."""
+
+    impl = JSONB(none_as_null=True)
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.driver != "psycopg":  # pragma: no cover - psycopg is the driver we ship
+            return super().bind_processor(dialect)
+        from psycopg.types.json import Jsonb
+
+        def process(value: Any) -> Any:
+            return None if value is None else Jsonb(value, dumps=numeric_safe_json_text)
+
+        return process
+
+
+NullableJSONValue: Any = (
+    JSON(none_as_null=True)
+    .with_variant(ExactJSONB(), "postgresql")
+    .with_variant(NullableJSONText(), "sqlite")
+)
+"""An optional JSON document (`JSONValue` whose None is SQL NULL): a framework's raw item."""
 
 sessions = Table(
     "sessions",
@@ -154,6 +189,12 @@ messages = Table(
     # The idempotency key of the append call that wrote this message (first message only).
     Column("append_key", String(64), nullable=True),
     *usage_columns(),
+    # 'message' for a chat message; another kind (e.g. 'reasoning') for a framework item
+    # that is kept in order but is not counted as a message by the analytics views.
+    Column("kind", String(32), nullable=False, server_default=text("'message'")),
+    # The framework's original item, verbatim, and the name of its format.
+    Column("item_format", Text(), nullable=True),
+    Column("item", NullableJSONValue, nullable=True),
     CheckConstraint("role IN ('system', 'user', 'assistant', 'tool')", name="role"),
     Index(
         "ix_messages_session_id_append_key",
@@ -224,6 +265,9 @@ archived_messages = Table(
     Column("name", Text(), nullable=True),
     Column("tool_call_id", Text(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("kind", String(32), nullable=False, server_default=text("'message'")),
+    Column("item_format", Text(), nullable=True),
+    Column("item", NullableJSONValue, nullable=True),
     *usage_columns(),
     Column("archived_at", UTCDateTime(), nullable=False),
 )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     Update,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -32,11 +33,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Row
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
 from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
+from sqlsessions.validation import numeric_safe_json_text
 
 S = sessions.c
 M = messages.c
@@ -71,18 +73,21 @@ select_session_head: Select[Any] = select(
 ).where(S.id == bindparam("sid"), live())
 """The cheap primary-key lookup that validates a cached session."""
 
-MESSAGE_READ_COLUMNS = (
+MESSAGE_COLUMNS = (
     M.seq,
     M.role,
     M.content,
     M.name,
     M.tool_call_id,
+    M.kind,
+    M.item_format,
+    M.item,
     *(M[name] for name in USAGE_FIELDS),
 )
-"""What a read of messages selects, in the order `messages_from_rows` unpacks."""
+"""What a message read selects, in the order `messages_from_rows` unpacks."""
 
 select_messages_after: Select[Any] = (
-    select(*MESSAGE_READ_COLUMNS)
+    select(*MESSAGE_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq > bindparam("after_seq"))
     .order_by(M.seq)
 )
@@ -227,6 +232,9 @@ def message_rows(
                 "name": message.name,
                 "tool_call_id": message.tool_call_id,
                 "created_at": now,
+                "kind": message.kind,
+                "item_format": message.item_format,
+                "item": message.item,
                 **{name: getattr(message, name) for name in USAGE_FIELDS},
             }
         )
@@ -260,7 +268,7 @@ def messages_from_rows(
         )
     seqs: list[int] = []
     result: list[Message] = []
-    for seq, role, content, name, tool_call_id, *usage in rows:  # type: ignore[misc]
+    for seq, role, content, name, tool_call_id, kind, item_format, item, *usage in rows:  # type: ignore[misc]
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
@@ -270,6 +278,9 @@ def messages_from_rows(
                 name=name,
                 tool_call_id=tool_call_id,
                 tool_calls=tuple(calls) if calls else None,
+                kind=kind,
+                item_format=item_format,
+                item=item,
                 **dict(zip(USAGE_FIELDS, usage, strict=True)),
             )
         )
@@ -310,6 +321,21 @@ def upsert_session_for_append(dialect: str) -> Insert:
     return result
 
 
+MESSAGE_INSERT_COLUMNS = [
+    "session_id",
+    "seq",
+    "role",
+    "content",
+    "name",
+    "tool_call_id",
+    "created_at",
+    "kind",
+    "item_format",
+    "item",
+    *USAGE_FIELDS,
+]
+
+
 def append_in_one_statement() -> Select[Any]:
     """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
 
@@ -324,27 +350,30 @@ def append_in_one_statement() -> Select[Any]:
             bindparam("contents", type_=text_array),
             bindparam("names", type_=text_array),
             bindparam("tool_call_ids", type_=text_array),
+            bindparam("kinds", type_=text_array),
+            bindparam("item_formats", type_=text_array),
+            # Items travel as JSON text (NULL for none) and are cast to JSONB on insert.
+            bindparam("items", type_=text_array),
             bindparam("model_list", type_=text_array),
             *(bindparam(f"{name}_list", type_=ARRAY(BigInteger())) for name in USAGE_FIELDS[1:]),
         )
         .table_valued(
-            "role", "content", "name", "tool_call_id", *USAGE_FIELDS, with_ordinality="ord"
+            "role",
+            "content",
+            "name",
+            "tool_call_id",
+            "kind",
+            "item_format",
+            "item",
+            *USAGE_FIELDS,
+            with_ordinality="ord",
         )
         .render_derived(name="new_messages")
     )
     first_seq = head.c.last_seq - bindparam("n")
     sid = bindparam("sid", type_=S.id.type)
     message_insert = insert(messages).from_select(
-        [
-            "session_id",
-            "seq",
-            "role",
-            "content",
-            "name",
-            "tool_call_id",
-            "created_at",
-            *USAGE_FIELDS,
-        ],
+        MESSAGE_INSERT_COLUMNS,
         select(
             sid,
             first_seq + new_messages.c.ord,
@@ -353,6 +382,9 @@ def append_in_one_statement() -> Select[Any]:
             new_messages.c.name,
             new_messages.c.tool_call_id,
             bindparam("now", type_=M.created_at.type),
+            new_messages.c.kind,
+            new_messages.c.item_format,
+            cast(new_messages.c.item, JSONB()),
             *(new_messages.c[name] for name in USAGE_FIELDS),
         )
         .select_from(head)
@@ -394,7 +426,7 @@ def append_one_statement() -> Select[Any]:
     (the common case, spared the array encoding of `append_in_one_statement`)."""
     head = upsert_session_for_append("postgresql").cte("head")
     message_insert = insert(messages).from_select(
-        ["session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"],
+        MESSAGE_INSERT_COLUMNS,
         select(
             bindparam("sid", type_=S.id.type),
             head.c.last_seq,
@@ -403,6 +435,10 @@ def append_one_statement() -> Select[Any]:
             bindparam("name", type_=M.name.type),
             bindparam("tool_call_id", type_=M.tool_call_id.type),
             bindparam("now", type_=M.created_at.type),
+            bindparam("kind", type_=M.kind.type),
+            bindparam("item_format", type_=M.item_format.type),
+            bindparam("item", type_=M.item.type),
+            *(bindparam(name, type_=M[name].type) for name in USAGE_FIELDS),
         ).select_from(head),
     )
     return select(head.c.last_seq, head.c.version).add_cte(message_insert.cte("inserted"))
@@ -413,9 +449,9 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
     params: dict[str, list[Any]] = {
         key: []
         for key in (
-            "roles", "contents", "names", "tool_call_ids", "call_positions", "call_indexes",
-            "call_ids", "call_types", "call_names", "call_arguments",
-            *(f"{name}_list" for name in USAGE_FIELDS),
+            "roles", "contents", "names", "tool_call_ids", "kinds", "item_formats", "items",
+            "call_positions", "call_indexes", "call_ids", "call_types", "call_names",
+            "call_arguments", *(f"{name}_list" for name in USAGE_FIELDS),
         )
     }  # fmt: skip
     for position, message in enumerate(new_messages, start=1):
@@ -423,8 +459,13 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
         params["contents"].append(message.content)
         params["names"].append(message.name)
         params["tool_call_ids"].append(message.tool_call_id)
+        params["kinds"].append(message.kind)
         for name in USAGE_FIELDS:
             params[f"{name}_list"].append(getattr(message, name))
+        params["item_formats"].append(message.item_format)
+        params["items"].append(
+            None if message.item is None else numeric_safe_json_text(message.item)
+        )
         for idx, call in enumerate(message.tool_calls or ()):
             params["call_positions"].append(position)
             params["call_indexes"].append(idx)
@@ -438,7 +479,7 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
 # --- history: the tail of a conversation ----------------------------------------------------
 
 select_last_messages: Select[Any] = (
-    select(*MESSAGE_READ_COLUMNS)
+    select(*MESSAGE_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq < bindparam("before_seq"))
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
@@ -479,6 +520,39 @@ def reap_batch(dialect: str) -> Delete:
     return delete(sessions).where(S.id.in_(victims.scalar_subquery()))
 
 
-def is_plain(message: Message) -> bool:
-    """No tool calls and no usage: the message fits `append_one_statement`'s scalar form."""
-    return not message.tool_calls and all(getattr(message, f) is None for f in USAGE_FIELDS)
+# --- tail operations: exact last N, pop, clear ---------------------------------------------
+
+select_tail: Select[Any] = (
+    select(*MESSAGE_COLUMNS)
+    .join(sessions, S.id == M.session_id)
+    .where(M.session_id == bindparam("sid"), live())
+    .order_by(M.seq.desc())
+    .limit(bindparam("limit"))
+)
+"""The newest `limit` messages of a live session, newest first (none if absent or expired)."""
+
+lock_live_session: Select[Any] = (
+    select(S.last_seq).where(S.id == bindparam("sid"), live()).with_for_update()
+)
+"""The live session row, locked until the transaction ends (SQLite: its write lock does it)."""
+
+delete_message: Delete = delete(messages).where(
+    M.session_id == bindparam("sid"), M.seq == bindparam("seq")
+)
+"""Drops one message (its tool calls cascade)."""
+
+delete_all_messages: Delete = delete(messages).where(M.session_id == bindparam("sid"))
+
+update_session_after_removal: Update = (
+    update(sessions)
+    .where(S.id == bindparam("sid"))
+    .values(
+        version=S.version + 1,
+        # Not an append: a cache must reload instead of catching up.
+        rewrite_version=S.version + 1,
+        message_count=S.message_count - bindparam("removed", type_=Integer()),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires_at"),
+    )
+)
+"""Bookkeeping after messages were removed server-side (seqs are never reused)."""

@@ -13,6 +13,49 @@ from sqlsessions.errors import InvalidInputError
 MAX_SESSION_ID_LENGTH = 255
 """The longest session id accepted, in characters."""
 
+MAX_KIND_LENGTH = 32
+"""The longest message kind accepted, in characters."""
+
+CHAT_KIND = "message"
+"""The kind of a chat message; any other kind is a framework item the analytics views skip."""
+
+
+def json_text(value: Any) -> str:
+    """JSON as sqlsessions stores it: compact, keys sorted, so equal values are equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def numeric_safe_json_text(value: Any) -> str:
+    """`json_text`, but a float that is a whole number is never written in exponent form
+    (1e+16 becomes 10000000000000000.0): PostgreSQL's JSONB keeps numbers as NUMERIC, which
+    would drop the exponent form's only sign that the number was a float."""
+    text = json_text(value)
+    if "e+" not in text and "E+" not in text:  # the common case: nothing to rewrite
+        return text
+    return _numeric_safe(value)
+
+
+def _numeric_safe(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and "e" in repr(value):
+        return format(value, ".1f")
+    if isinstance(value, dict):
+        inner = ",".join(
+            f"{json_text(key)}:{_numeric_safe(item)}" for key, item in sorted(value.items())
+        )
+        return "{" + inner + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_numeric_safe(item) for item in value) + "]"
+    return json_text(value)
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value made of fresh dicts and lists (tuples become lists)."""
+    if isinstance(value, dict):
+        return {key: json_copy(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_copy(inner) for inner in value]
+    return value
+
 
 def text_problem(value: str) -> str | None:
     """Why `value` cannot be stored as PostgreSQL text, or None when it can."""
