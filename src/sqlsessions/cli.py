@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from sqlsessions.cli_analytics import prices_app, search_command
 from sqlsessions.cli_common import State, err, out, print_session, reported_errors, shown
 from sqlsessions.cli_common import state_of as _state
 from sqlsessions.cli_common import table as _table
@@ -42,6 +43,8 @@ app.command("import")(import_command)
 app.command("export")(export_command)
 app.command("stats")(stats_command)
 app.command("demo")(demo_command)
+app.command("search")(search_command)
+app.add_typer(prices_app, name="prices")
 
 
 @app.callback()

@@ -133,19 +133,21 @@ def stats_command(
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows per table.")] = 20,
 ) -> None:
-    """Show the analytics views: per-session summary, tool usage and daily activity."""
+    """Show the analytics views: per-session summary, tool usage, daily activity, token usage
+    and cost."""
     state = state_of(ctx)
     with reported_errors(state), state.open_store() as store:
         ensure_schema(store.engine, state.schema, store.config.auto_migrate)
         views = [
             read_view(store.engine, view, schema=state.schema, agent_id=agent, limit=limit)
-            for view in ("session_summary", "tool_usage", "daily_activity")
+            for view in ("session_summary", "tool_usage", "daily_activity", "usage_daily")
         ]
     console = out()
     titles = {
         "session_summary": "Sessions (latest activity first)",
         "tool_usage": "Tool usage per day",
         "daily_activity": "Daily activity",
+        "usage_daily": "Token usage and cost per day (cost: see `sqlsessions prices`)",
     }
     for rows in views:
         if rows.rows:
