@@ -72,10 +72,7 @@ def seed(url: str, count: int) -> None:
             {"per": PER_SESSION, "count": sessions * PER_SESSION},
         )
         conn.execute(
-            text(
-                "CREATE INDEX ix_messages_content_search ON messages"
-                " USING gin (to_tsvector('simple', content))"
-            )
+            text("CREATE INDEX ix_messages_content_search ON messages USING gin (search_vector)")
         )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))

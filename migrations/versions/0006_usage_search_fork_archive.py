@@ -12,9 +12,10 @@ Create Date: 2026-11-25
 - ``sessions.parent_id`` / ``forked_at_seq``: a fork's lineage (``store.fork``).
 - ``archived_messages`` / ``archived_tool_calls``: what ``store.replace_history`` replaced,
   one segment at a time, keyed by (session_id, segment, ...).
-- Full-text search over ``messages.content``: on PostgreSQL a GIN index on
-  ``to_tsvector('simple', content)``; on SQLite an FTS5 external-content table
-  ``messages_fts`` kept in sync by triggers. Existing rows are indexed here.
+- Full-text search over ``messages.content``: on PostgreSQL a stored generated column
+  ``search_vector`` = ``to_tsvector('simple', content)`` with a GIN index; on SQLite an
+  FTS5 external-content table ``messages_fts`` kept in sync by triggers. Existing rows
+  are indexed here.
 
 The usage views count a message once: rows a fork inherited (``seq <= forked_at_seq`` in a
 session with a parent) are left out, and so are archived rows (query ``archived_messages``
@@ -39,6 +40,7 @@ ITEM_TYPE = sa.JSON().with_variant(JSONB(), "postgresql").with_variant(sa.Text()
 USAGE_COLUMNS = ("model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
 SEARCH_INDEX = "ix_messages_content_search"
 SEARCH_LANGUAGE = "simple"
+SEARCH_COLUMN = "search_vector"
 
 _LIVE = "(s.expires_at IS NULL OR s.expires_at > CURRENT_TIMESTAMP)"
 _OWN = "(s.parent_id IS NULL OR m.seq > s.forked_at_seq)"
@@ -177,10 +179,13 @@ def upgrade() -> None:
             op.execute(statement)
         day = "date(m.created_at)"
     else:
+        # A stored vector, not an expression index alone: ranking and phrase rechecks then
+        # read the vector instead of parsing every candidate's text again.
         op.execute(
-            f"CREATE INDEX {SEARCH_INDEX} ON {q}messages "
-            f"USING gin (to_tsvector('{SEARCH_LANGUAGE}', content))"
+            f"ALTER TABLE {q}messages ADD COLUMN {SEARCH_COLUMN} tsvector GENERATED ALWAYS AS "
+            f"(to_tsvector('{SEARCH_LANGUAGE}'::regconfig, content)) STORED"
         )
+        op.execute(f"CREATE INDEX {SEARCH_INDEX} ON {q}messages USING gin ({SEARCH_COLUMN})")
         day = "(m.created_at AT TIME ZONE 'UTC')::date"
     for template in (_MESSAGE_COSTS, _USAGE_DAILY):
         op.execute(template.format(q=q, day=day, live=_LIVE, own=_OWN))
@@ -197,6 +202,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS messages_fts")
     else:
         op.execute(f"DROP INDEX IF EXISTS {q}{SEARCH_INDEX}")
+        op.execute(f"ALTER TABLE {q}messages DROP COLUMN IF EXISTS {SEARCH_COLUMN}")
     op.drop_table("archived_tool_calls")
     op.drop_table("archived_messages")
     op.drop_table("model_prices")

@@ -21,9 +21,9 @@ from sqlsessions.errors import SchemaNotReadyError, SqlSessionsError
 from sqlsessions.schema import metadata_for_schema
 
 VERSION_TABLE = "sqlsessions_alembic_version"
-SEARCH_INDEX_OBJECTS = ("messages_fts", "ix_messages_content_search")
+SEARCH_INDEX_OBJECTS = ("messages_fts", "ix_messages_content_search", "search_vector")
 """Full-text search structures the migrations manage outside the table models (FTS5 tables
-and their shadow tables on SQLite, the expression index on PostgreSQL)."""
+and their shadow tables on SQLite; the generated vector column and its index on PostgreSQL)."""
 
 
 def is_search_index_object(name: str | None) -> bool:

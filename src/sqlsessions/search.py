@@ -42,6 +42,9 @@ MAX_SEARCH_PAGE = 200
 MARK_START = "<mark>"
 MARK_END = "</mark>"
 SearchOrder = Literal["rank", "newest"]
+INDEXED_LANGUAGE = "simple"
+INDEXED_VECTOR = "search_vector"
+"""PostgreSQL: the generated column holding to_tsvector('simple', content)."""
 
 M = messages.c
 S = sessions.c
@@ -141,7 +144,13 @@ def _postgresql_statement(
 ) -> Select[Any]:
     config: Any = literal_column(f"'{language}'::regconfig")
     tsquery = func.websearch_to_tsquery(config, bindparam("q"))
-    vector = func.to_tsvector(config, M.content)
+    # The stored column (migration 0006) holds the 'simple' vector; another language is
+    # computed from the text (and served by an index the user creates for it).
+    vector: Any = (
+        literal_column(INDEXED_VECTOR)
+        if language == INDEXED_LANGUAGE
+        else func.to_tsvector(config, M.content)
+    )
     rank = func.ts_rank(vector, tsquery).cast(Float()).label("rank")
     matches = (
         select(M.session_id, M.seq, M.role, M.created_at, M.content, S.agent_id, rank)
