@@ -37,7 +37,9 @@ class Raw:
 
         SQLite: autocommit mode of the sqlite3 module (transactions are explicit BEGINs),
         WAL, synchronous=NORMAL, foreign keys on, the same busy timeout.
-        PostgreSQL: psycopg 3; `autocommit` as asked (else psycopg sends BEGIN itself).
+        PostgreSQL: psycopg 3; `autocommit` as asked (else psycopg sends BEGIN itself); no
+        server-side prepared statements, as the store's default (`bench/prepared.py`
+        measures what preparing would change).
         """
         if self.pg:
             import psycopg
@@ -50,6 +52,7 @@ class Raw:
                 host=query.get("host") or self.url.host,
                 port=self.url.port,
                 autocommit=autocommit,
+                prepare_threshold=None,
             )
         conn = sqlite3.connect(self.url.database or "", isolation_level=None, timeout=5.0)
         conn.execute("PRAGMA journal_mode=WAL")

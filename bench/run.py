@@ -31,7 +31,10 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 from bench import report  # noqa: E402
+from bench.fleet import run_fleet  # noqa: E402
+from bench.frameworks import run_frameworks  # noqa: E402
 from bench.harness import Row, Settings  # noqa: E402
+from bench.prepared import run_prepared  # noqa: E402
 from bench.scale import run_list, run_reaper  # noqa: E402
 from bench.scenarios import Context, run_append, run_get, run_load, run_save  # noqa: E402
 from sqlsessions import migrate  # noqa: E402
@@ -43,6 +46,9 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "get": run_get,
     "list": run_list,
     "reaper": run_reaper,
+    "fleet": run_fleet,  # PostgreSQL only: K agents at once
+    "prepared": run_prepared,  # PostgreSQL: the cost of the PgBouncer-safe default
+    "frameworks": run_frameworks,  # issue 11: each adapter against the framework's own backend
 }
 ALIASES = {"blob": "save"}
 RESULTS = ROOT / "bench" / "results"

@@ -12,9 +12,17 @@ Fixtures (see SPEC §5):
   from ``tests/postgres_provision.py``: ``SQLSESSIONS_TEST_POSTGRES_URL``, else Docker
   (testcontainers), else a throwaway ``pgserver``. For a database per module, use
   ``postgres_provision.temporary_database(postgres_server_url)`` in a module fixture.
+- ``pgbouncer_server_url`` (session): a PgBouncer in transaction mode in front of that server
+  (``tests/pgbouncer_provision.py``: ``SQLSESSIONS_TEST_PGBOUNCER_URL``, else Debian's
+  ``pgbouncer`` started for the session); ``pgbouncer_url`` (function): the test's fresh
+  database (``postgres_url``) reached through it.
 
-PostgreSQL is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is set (``.ci/run``
-sets the latter). Then:
+Store behaviour tests (``open_store``) run on ``sqlite``, ``postgres``, ``postgres-schema``
+(every table in a named schema) and ``pgbouncer`` (migrated directly on the server, stores
+connected through PgBouncer; marker ``pgbouncer``).
+
+PostgreSQL (and PgBouncer) is *required* when ``CI`` or ``SQLSESSIONS_REQUIRE_POSTGRES`` is
+set (``.ci/run`` sets the latter). Then:
 
 - a provisioning failure fails the PostgreSQL tests instead of skipping them;
 - any PostgreSQL test reported as skipped (for whatever reason) is turned into a failure;
@@ -33,11 +41,13 @@ from typing import Any
 
 import pytest
 
+from pgbouncer_provision import provision_pgbouncer, through_pgbouncer
 from postgres_provision import provision_postgres, temporary_database
 from store_fixtures import BlockingAsyncStore, StoreOpener
 
 REQUIRE_ENV = "SQLSESSIONS_REQUIRE_POSTGRES"
-_POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url"}
+_PGBOUNCER_FIXTURES = {"pgbouncer_url", "pgbouncer_server_url"}
+_POSTGRES_FIXTURES = {"postgres_url", "postgres_server_url", *_PGBOUNCER_FIXTURES}
 _postgres_source = pytest.StashKey[str]()
 _postgres_passed = pytest.StashKey[int]()
 _postgres_missing = pytest.StashKey[str]()
@@ -76,6 +86,31 @@ def postgres_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_server_url(postgres_server_url: str) -> Iterator[str]:
+    """URL (database ``postgres``) of a PgBouncer in transaction mode in front of the test
+    server, started once per test session."""
+    stack = ExitStack()
+    try:
+        url = stack.enter_context(provision_pgbouncer(postgres_server_url))
+    except Exception as exc:
+        reason = str(exc)
+    else:
+        with stack:
+            yield url
+        return
+    message = f"PgBouncer unavailable: {reason}"
+    if postgres_required():
+        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pgbouncer_url(postgres_url: str, pgbouncer_server_url: str) -> str:
+    """The test's fresh PostgreSQL database (`postgres_url`), reached through PgBouncer."""
+    return through_pgbouncer(postgres_url, pgbouncer_server_url)
+
+
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
@@ -96,16 +131,20 @@ _VARIANTS = [
     pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
 ]
 _SCHEMA_VARIANT = pytest.param(SCHEMA_VARIANT, marks=pytest.mark.postgres, id=SCHEMA_VARIANT)
+PGBOUNCER_VARIANT = "pgbouncer"
+_PGBOUNCER_VARIANT = pytest.param(
+    PGBOUNCER_VARIANT, marks=[pytest.mark.postgres, pytest.mark.pgbouncer], id=PGBOUNCER_VARIANT
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests using `db_url` run once per dialect; store behaviour tests (`open_store`) also
-    on PostgreSQL with every table in a named schema (StoreConfig(schema=...))."""
+    on PostgreSQL with every table in a named schema (StoreConfig(schema=...)) and through
+    PgBouncer in transaction mode."""
     if "db_variant" in metafunc.fixturenames:
-        with_schema = "open_store" in metafunc.fixturenames
-        metafunc.parametrize(
-            "db_variant", [*_VARIANTS, *([_SCHEMA_VARIANT] if with_schema else [])]
-        )
+        behaviour = "open_store" in metafunc.fixturenames
+        extra = [_SCHEMA_VARIANT, _PGBOUNCER_VARIANT] if behaviour else []
+        metafunc.parametrize("db_variant", [*_VARIANTS, *extra])
 
 
 @pytest.fixture
@@ -122,6 +161,8 @@ def db_url(request: pytest.FixtureRequest, db_variant: str) -> str:
         # Stores get StoreConfig(schema=...); raw SQL in tests finds the tables by search_path.
         url: str = request.getfixturevalue("postgres_url")
         return with_search_path(url, TEST_SCHEMA)
+    if db_variant == PGBOUNCER_VARIANT:
+        return str(request.getfixturevalue("pgbouncer_url"))
     url = request.getfixturevalue(f"{db_variant}_url")
     return url
 
@@ -148,13 +189,15 @@ def db_schema(db_variant: str) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selection, so `-m postgres` sees these marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that request the dialect fixtures directly get the dialect marker too."""
+    """Tests that request the dialect (or PgBouncer) fixtures directly get the marker too."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & _POSTGRES_FIXTURES and not item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.postgres)
         if "sqlite_url" in names and not item.get_closest_marker("sqlite"):
             item.add_marker(pytest.mark.sqlite)
+        if names & _PGBOUNCER_FIXTURES and not item.get_closest_marker("pgbouncer"):
+            item.add_marker(pytest.mark.pgbouncer)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -206,11 +249,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def migrated_url(db_url: str, db_schema: str | None) -> str:
-    """`db_url` with the sqlsessions schema migrated to head."""
+def migrated_url(
+    request: pytest.FixtureRequest, db_url: str, db_variant: str, db_schema: str | None
+) -> str:
+    """`db_url` with the sqlsessions schema migrated to head (through PgBouncer: migrated
+    directly on the server, as a deployment would)."""
     from sqlsessions import migrate
 
-    migrate(db_url, schema=db_schema)
+    direct = db_variant == PGBOUNCER_VARIANT
+    migrate(request.getfixturevalue("postgres_url") if direct else db_url, schema=db_schema)
     return db_url
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from sqlsessions import Role, Store, StoreConfig, ToolCall, ToolFunction
 from sqlsessions.cli import app
-from sqlsessions.cli_demo import DEMO_SESSION_ID
+from sqlsessions.cli.demo import DEMO_SESSION_ID
 from sqlsessions.migrate import head_revision
 from sqlsessions.schema import sessions
 
@@ -81,8 +82,15 @@ def test_help_lists_every_command() -> None:
 # --- db -------------------------------------------------------------------------------------
 
 
+def create_empty_database(url: str) -> None:
+    """Make sure the database exists (a SQLite file is created empty; PostgreSQL's exists)."""
+    if url.startswith("sqlite"):
+        sqlite3.connect(make_url(url).database or "").close()
+
+
 def test_db_commands_migrate_report_and_check_the_schema(db_url: str) -> None:
     head = head_revision()
+    create_empty_database(db_url)
     assert "none" in ok("--url", db_url, "db", "current").stdout
     drift = cli("--url", db_url, "db", "check")
     assert drift.exit_code == 1
@@ -93,11 +101,11 @@ def test_db_commands_migrate_report_and_check_the_schema(db_url: str) -> None:
     assert f"{head} (head)" in ok("--url", db_url, "db", "current").stdout
     assert "matches the migrations" in ok("--url", db_url, "db", "check").stdout
 
-    assert "is at revision 0001" in ok("--url", db_url, "db", "downgrade", "0001").stdout
+    assert "is at revision 0001" in ok("--url", db_url, "db", "downgrade", "0001", "--yes").stdout
     assert "0001 (head is" in ok("--url", db_url, "db", "current").stdout
     ok("--url", db_url, "db", "upgrade", "0002")
     assert "0002" in ok("--url", db_url, "db", "current").stdout
-    assert "is at revision base" in ok("--url", db_url, "db", "downgrade", "base").stdout
+    assert "is at revision base" in ok("--url", db_url, "db", "downgrade", "base", "-y").stdout
 
 
 def test_db_history_lists_every_migration_newest_first() -> None:
@@ -142,6 +150,7 @@ def test_an_invalid_url_is_reported_as_an_error() -> None:
 
 
 def test_commands_on_an_unmigrated_postgresql_say_to_run_db_upgrade(db_url: str) -> None:
+    create_empty_database(db_url)
     result = cli("--url", db_url, "sessions", "list")
     if db_url.startswith("sqlite"):  # SQLite migrates itself on first use
         assert result.exit_code == 0, result.output
@@ -194,11 +203,11 @@ def test_sessions_show_of_an_unknown_session_is_an_error(migrated_url: str) -> N
 
 def test_sessions_delete_removes_a_session_and_reports_an_unknown_one(migrated_url: str) -> None:
     record_chat(migrated_url)
-    deleted = ok("--url", migrated_url, "sessions", "delete", "chat")
+    deleted = ok("--url", migrated_url, "sessions", "delete", "chat", "--yes")
     assert "Deleted session 'chat'" in deleted.stdout
     with Store(StoreConfig(url=migrated_url)) as store:
         assert store.list() == []
-    missing = cli("--url", migrated_url, "sessions", "delete", "chat")
+    missing = cli("--url", migrated_url, "sessions", "delete", "chat", "--yes")
     assert missing.exit_code == 1 and "session not found" in missing.stderr
     ok("--url", migrated_url, "sessions", "delete", "chat", "--missing-ok")
 
@@ -320,4 +329,4 @@ def test_the_schema_option_puts_everything_in_that_postgresql_schema(postgres_ur
     assert "book_table" in ok(*base, "stats").stdout
     assert DEMO_SESSION_ID in ok(*base, "sessions", "list").stdout
     assert "matches the migrations" in ok(*base, "db", "check").stdout
-    ok(*base, "db", "downgrade", "base")
+    ok(*base, "db", "downgrade", "base", "--yes")

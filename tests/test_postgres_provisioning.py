@@ -7,6 +7,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, make_url, text
 
+from pgbouncer_provision import ENV_URL as PGBOUNCER_ENV_URL
+from pgbouncer_provision import provision_pgbouncer, through_pgbouncer
+from postgres_provision import ENV_URL, provision_postgres, temporary_database
+from sqlsessions import Role, Store, StoreConfig, migrate
+
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
@@ -61,3 +66,29 @@ def test_postgres_databases_are_distinct(postgres_url: str, postgres_server_url:
         ).scalar_one()
     engine.dispose()
     assert tables == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.pgbouncer
+def test_without_a_url_or_docker_a_throwaway_pgserver_is_used_and_pgbouncer_fronts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CI hands the suite a server by URL, so this keeps the fallback source covered, with a
+    # PgBouncer reaching it by its Unix socket.
+    monkeypatch.delenv(ENV_URL, raising=False)
+    monkeypatch.delenv(PGBOUNCER_ENV_URL, raising=False)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    sources: list[str] = []
+    with (
+        provision_postgres(report=sources.append) as server_url,
+        provision_pgbouncer(server_url) as pgbouncer_url,
+        temporary_database(server_url) as database_url,
+    ):
+        assert sources and sources[0].startswith("PostgreSQL from pgserver")
+        migrate(database_url)
+        with Store(StoreConfig(url=through_pgbouncer(database_url, pgbouncer_url))) as store:
+            for i in range(8):
+                session = store.get("chat")
+                session.add_message(Role.USER, f"hello {i}")
+                store.save(session)
+            assert len(store.get("chat").messages) == 8

@@ -48,25 +48,15 @@ TEXTS = [
         "from sqlalchemy import Connection, Engine\nfrom sqlalchemy.engine import URL\n",
     ),
     ("import asyncio\n", "import threading\nimport time\n"),
-    ("asyncio.Lock()", "threading.Lock()\n        self._direct = DirectExecutor(self._engine)"),
-    (
-        """    async def _execute(self, operation: Operation[T], tx: Transaction) -> T:
-        async with self._engine.connect() as conn:""",
-        """    async def _execute(self, operation: Operation[T], tx: Transaction) -> T:
-        if operation.direct and self._direct.usable:  # precompiled, on the DB-API cursor
-            return self._direct.run(operation, tx)
-        async with self._engine.connect() as conn:""",
-    ),
-    (
-        "from sqlsessions.config import",
-        "from sqlsessions.direct import DirectExecutor\nfrom sqlsessions.config import",
-    ),
+    ("asyncio.Lock()", "threading.Lock()"),
+    ("on the driver's connection", "on the DB-API cursor"),
     ("asyncio.sleep(", "time.sleep("),
 ]
 
 # Names, replaced as whole words.
 NAMES = {
     "AsyncStore": "Store",
+    "AsyncDirectExecutor": "DirectExecutor",
     "AsyncEngine": "Engine",
     "AsyncConnection": "Connection",
     "create_asyncio_engine": "create_sync_engine",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _package_version
+
 from sqlsessions.aio import AsyncStore
 from sqlsessions.compaction import ArchivedSegment, HistoryReplaced
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
@@ -19,6 +22,11 @@ from sqlsessions.search import SearchHit, SearchPage
 from sqlsessions.skill import Skill
 from sqlsessions.store import Store
 from sqlsessions.usage import ModelPrice
+
+try:
+    __version__ = _package_version("sqlsessions")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_SESSION_TTL",
@@ -42,5 +50,6 @@ __all__ = [
     "StoreConfig",
     "ToolCall",
     "ToolFunction",
+    "__version__",
     "migrate",
 ]

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlsessions import compaction, queries, search, tail, usage
 from sqlsessions.compaction import ArchivedSegment, HistoryReplaced
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
+from sqlsessions.direct import AsyncDirectExecutor
 from sqlsessions.engine import (
     create_asyncio_engine,
     retry_delay_or_raise,
@@ -22,10 +23,11 @@ from sqlsessions.engine import (
 from sqlsessions.fork import fork
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
-from sqlsessions.operations import Operation, StoreCore, Transaction, drive_async
+from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperTask, check_batch_size, reap_batch
 from sqlsessions.search import SearchOrder, SearchPage
+from sqlsessions.steps import Operation, Transaction, drive_async
 from sqlsessions.usage import PriceRow
 
 T = TypeVar("T")
@@ -48,6 +50,7 @@ class AsyncStore:
         self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache_size)
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        self._direct = AsyncDirectExecutor(self._engine)
 
     @classmethod
     def from_url(
@@ -97,12 +100,21 @@ class AsyncStore:
 
     # --- beyond the Go API ----------------------------------------------------------------
 
-    async def append(self, session_id: str, *messages: Message | dict[str, Any]) -> int:
+    async def append(
+        self,
+        session_id: str,
+        *messages: Message | dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> int:
         """Atomically add messages (positions assigned by the database; never conflicts).
 
         Creates the session if it does not exist. Returns the session's new version.
+        Exactly once, even when a dropped connection makes the store retry: each call
+        carries an idempotency key. Pass your own (1 to 64 characters) to make your own
+        retries safe too: a call whose key already landed in the session writes nothing
+        and returns the session's current version.
         """
-        return await self._run(self._core.append(session_id, messages))
+        return await self._run(self._core.append(session_id, messages, idempotency_key))
 
     async def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
@@ -276,6 +288,8 @@ class AsyncStore:
             return result
 
     async def _execute(self, operation: Operation[T], tx: Transaction) -> T:
+        if operation.direct and self._direct.usable:  # precompiled, on the driver's connection
+            return await self._direct.run(operation, tx)
         async with self._engine.connect() as conn:
             return await self._in_transaction(conn, operation, tx)
 
@@ -283,11 +297,11 @@ class AsyncStore:
     async def _in_transaction(conn: AsyncConnection, operation: Operation[T], tx: Transaction) -> T:
         if operation.autocommit:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await drive_async(operation.steps(tx), conn.execute, tx)
+            return await drive_async(operation, conn.execute, tx)
         if operation.writes:
             conn = await conn.execution_options(sqlsessions_writes=True)
         async with conn.begin():
-            return await drive_async(operation.steps(tx), conn.execute, tx)
+            return await drive_async(operation, conn.execute, tx)
 
     async def _ensure_ready(self) -> None:
         if self._ready:

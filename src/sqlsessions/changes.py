@@ -37,6 +37,21 @@ class StoredState:
     seq_log: list[int]
     message_log: list[Message]
     metadata_json: dict[str, str] = field(default_factory=dict)
+    incarnation: str = ""
+    """The token of the stored row this state belongs to: a session deleted (or expired) and
+    created again under the same id restarts at version 1 with another token."""
+
+    def describes(self, head: Any) -> bool:
+        """Whether a session row's head (incarnation, version) is exactly this state's."""
+        return bool(head.incarnation == self.incarnation and head.version == self.version)
+
+    def can_catch_up_to(self, head: Any) -> bool:
+        """Whether only appends separate this state from `head` (same row, no rewrite since)."""
+        return bool(
+            head.incarnation == self.incarnation
+            and self.version < head.version
+            and head.rewrite_version <= self.version
+        )
 
     @property
     def messages(self) -> list[Message]:

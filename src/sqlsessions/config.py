@@ -1,4 +1,4 @@
-"""Store configuration: database URL, time-to-live, schema; URL helpers."""
+"""Store configuration: database URL, time-to-live, schema, prepared statements; URL helpers."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ MAX_TTL = timedelta(days=365 * 100)
 DEFAULT_DATABASE_URL = "sqlite:///sessions.db"
 DATABASE_URL_ENV = "SQLSESSIONS_DATABASE_URL"
 
+PREPARE_THRESHOLD_PARAMETER = "prepare_threshold"
+"""The URL query parameter that sets `StoreConfig.prepare_threshold` (`?prepare_threshold=5`)."""
+
 _SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite+pysqlite"}
 _ASYNC_DRIVERS = {"postgresql": "postgresql+psycopg_async", "sqlite": "sqlite+aiosqlite"}
 
@@ -37,6 +40,12 @@ class StoreConfig:
     `schema` puts every table (and Alembic's version table) in that PostgreSQL schema.
     `cache_size` bounds the process-local cache (sessions, least recently used evicted);
     0 disables it.
+    `prepare_threshold` (PostgreSQL): after how many executions on one connection psycopg
+    prepares a statement on the server. None (the default) never does, which keeps the store
+    safe behind a transaction-mode pooler such as PgBouncer, where a statement prepared on a
+    server connection can run for another client. Set it (psycopg's own default is 5) only on
+    a direct connection or a pooler that handles prepared statements. `?prepare_threshold=N`
+    in the URL sets it too.
     """
 
     url: str | URL = DEFAULT_DATABASE_URL
@@ -48,11 +57,13 @@ class StoreConfig:
     search_language: str = "simple"
     """PostgreSQL text search configuration `store.search` uses ('simple': no stemming, the
     one migration 0006 indexes; see the README's search section for another language)."""
+    prepare_threshold: int | None = None
 
     def __post_init__(self) -> None:
         ttl: Any = self.ttl
         if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-            if not math.isfinite(ttl) or not 0 < ttl <= MAX_TTL.total_seconds():
+            # Compared before math.isfinite, which overflows on a huge integer.
+            if not 0 < ttl <= MAX_TTL.total_seconds() or not math.isfinite(ttl):
                 raise InvalidInputError("ttl", f"must be between 0 and {MAX_TTL} (or None)")
             object.__setattr__(self, "ttl", timedelta(seconds=ttl))
         elif ttl is not None and not isinstance(ttl, timedelta):
@@ -61,7 +72,9 @@ class StoreConfig:
             raise InvalidInputError(
                 "ttl", f"must be positive and at most {MAX_TTL} (use None for no expiration)"
             )
-        if self.schema is not None and not self.schema.isidentifier():
+        if self.schema is not None and (
+            not isinstance(self.schema, str) or not self.schema.isidentifier()
+        ):
             raise InvalidInputError("schema", "must be a plain SQL identifier")
         if (
             isinstance(self.cache_size, bool)
@@ -73,13 +86,33 @@ class StoreConfig:
             r"[a-z_][a-z0-9_]*", self.search_language
         ):
             raise InvalidInputError("search_language", "must be a text search configuration name")
+        if not isinstance(self.engine_options, dict) or not all(
+            isinstance(key, str) for key in self.engine_options
+        ):
+            raise InvalidInputError("engine_options", "must be a dict of keyword arguments")
+        if self.auto_migrate is not None and not isinstance(self.auto_migrate, bool):
+            raise InvalidInputError("auto_migrate", "must be True, False or None")
         normalize_url(self.url)  # fail early on a malformed URL
+        object.__setattr__(self, "prepare_threshold", self._resolved_prepare_threshold())
+
+    def _resolved_prepare_threshold(self) -> int | None:
+        """The threshold given here or in the URL (both given must agree)."""
+        given = check_prepare_threshold(self.prepare_threshold)
+        in_url, from_url = url_prepare_threshold(self.url)
+        if not in_url or from_url == given:
+            return given
+        if given is None:
+            return from_url
+        raise InvalidInputError(
+            "prepare_threshold",
+            f"the URL says {from_url} and the configuration says {given}: give it once",
+        )
 
     def __repr__(self) -> str:
         return (
             f"StoreConfig(url={mask_password(self.url)!r}, ttl={self.ttl!r}, "
             f"schema={self.schema!r}, auto_migrate={self.auto_migrate!r}, "
-            f"cache_size={self.cache_size!r})"
+            f"cache_size={self.cache_size!r}, prepare_threshold={self.prepare_threshold!r})"
         )
 
 
@@ -102,7 +135,45 @@ def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
         raise InvalidInputError(
             "url", f"unsupported database {backend!r}: use postgresql or sqlite"
         )
-    return parsed.set(drivername=drivers[backend])
+    return parsed.set(drivername=drivers[backend]).difference_update_query(
+        [PREPARE_THRESHOLD_PARAMETER]
+    )
+
+
+def check_prepare_threshold(value: Any) -> int | None:
+    """`value` if it is a valid prepare threshold (None or an integer >= 0)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(
+            "prepare_threshold", "must be None (never prepare) or an integer >= 0"
+        )
+    return value
+
+
+def url_prepare_threshold(url: str | URL) -> tuple[bool, int | None]:
+    """Whether `url` carries `?prepare_threshold=`, and its value (`none` means None).
+
+    The parameter is ours, not libpq's: `normalize_url` removes it before connecting.
+    """
+    try:
+        value = make_url(url).query.get(PREPARE_THRESHOLD_PARAMETER)
+    except Exception as exc:
+        raise InvalidInputError("url", f"not a database URL: {mask_password(url)}") from exc
+    if value is None:
+        return False, None
+    text = value.strip().lower() if isinstance(value, str) else ""  # given twice: a tuple
+    if text == "none":
+        return True, None
+    try:
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(text)
+        return True, int(text)
+    except ValueError as exc:  # also more digits than int() accepts
+        raise InvalidInputError(
+            "prepare_threshold",
+            f"the URL's {PREPARE_THRESHOLD_PARAMETER} must be an integer >= 0 or none",
+        ) from exc
 
 
 def mask_password(url: str | URL) -> str:

@@ -11,13 +11,14 @@ while statement-level event listeners (e.g. tracing instrumentation) are attache
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Executable
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqlsessions.operations import Operation, Transaction, drive_sync
+from sqlsessions.steps import Operation, Transaction, drive_async, drive_sync
 
 Processor = Callable[[Any], Any]
 T = TypeVar("T")
@@ -64,8 +65,9 @@ class DirectResult:
         return iter(self._rows)
 
 
-class DirectExecutor:
-    """Runs operations on a pooled DB-API connection with statements compiled once."""
+class StatementCache:
+    """Our fixed statements compiled once per engine, and their rows built without SQLAlchemy;
+    shared by the sync and the asyncio executor (which differ only in how they do I/O)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -115,6 +117,19 @@ class DirectExecutor:
         self._prepared[id(statement)] = (statement, prepared)
         return prepared
 
+    @staticmethod
+    def rows(prepared: PreparedStatement, raw_rows: list[Any]) -> list[Any]:
+        """Driver rows as named rows of Python values (SQLAlchemy's result processing)."""
+        make, processors = prepared.row_type, prepared.result_processors
+        return [
+            make(*(p(v) if p else v for p, v in zip(processors, raw, strict=True)))
+            for raw in raw_rows
+        ]
+
+
+class DirectExecutor(StatementCache):
+    """Runs operations on a pooled DB-API connection with statements compiled once."""
+
     def run(self, operation: Operation[T], tx: Transaction) -> T:
         """Run `operation` in one transaction (or autocommit) on a pooled connection."""
         pooled = self.engine.raw_connection()
@@ -125,13 +140,14 @@ class DirectExecutor:
                 if operation.autocommit and not self._sqlite:
                     connection.autocommit = True
                     try:
-                        return drive_sync(operation.steps(tx), self._executor(cursor), tx)
+                        return drive_sync(operation, self._executor(cursor), tx)
                     finally:
-                        connection.autocommit = False
+                        if not _connection_is_dead(connection):  # else keep the real error
+                            connection.autocommit = False
                 if self._sqlite:
                     cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
                 try:
-                    result = drive_sync(operation.steps(tx), self._executor(cursor), tx)
+                    result = drive_sync(operation, self._executor(cursor), tx)
                 except BaseException:
                     connection.rollback()
                     raise
@@ -156,11 +172,86 @@ class DirectExecutor:
             cursor.execute(prepared.sql, prepared.parameters(params or {}))
             rows: list[Any] = []
             if prepared.row_type is not None and cursor.description is not None:
-                make, processors = prepared.row_type, prepared.result_processors
-                rows = [
-                    make(*(p(v) if p else v for p, v in zip(processors, raw, strict=True)))
-                    for raw in cursor.fetchall()
-                ]
+                rows = self.rows(prepared, cursor.fetchall())
+            return DirectResult(cursor.rowcount, rows)
+
+        return execute
+
+
+class AsyncDirectExecutor:
+    """`DirectExecutor` for the asyncio engine: the same compiled statements, awaited on the
+    driver's own asyncio connection (psycopg's AsyncConnection, aiosqlite's Connection),
+    checked out and returned through SQLAlchemy's public `AsyncConnection` API."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.statements = StatementCache(engine.sync_engine)
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    @property
+    def usable(self) -> bool:
+        """See `DirectExecutor.usable`."""
+        return self.statements.usable
+
+    async def run(self, operation: Operation[T], tx: Transaction) -> T:
+        """Run `operation` in one transaction (or autocommit) on a pooled connection."""
+        async with self.engine.connect() as conn:
+            pooled = await conn.get_raw_connection()
+            connection: Any = pooled.driver_connection
+            try:
+                if self._sqlite:
+                    return await self._run_sqlite(connection, operation, tx)
+                return await self._run_postgresql(connection, operation, tx)
+            except Exception as exc:
+                if _connection_is_dead(connection):
+                    await conn.invalidate(exc)
+                    exc.connection_invalidated = True  # type: ignore[attr-defined]
+                raise
+
+    async def _run_postgresql(self, connection: Any, operation: Operation[T], tx: Transaction) -> T:
+        if operation.autocommit:
+            await connection.set_autocommit(True)
+            try:
+                async with connection.cursor() as cursor:
+                    return await drive_async(operation, self._executor(cursor), tx)
+            finally:
+                if not _connection_is_dead(connection):  # else keep the real error
+                    await connection.set_autocommit(False)
+        try:
+            async with connection.cursor() as cursor:
+                result = await drive_async(operation, self._executor(cursor), tx)
+        except BaseException:
+            await connection.rollback()
+            raise
+        await connection.commit()
+        return result
+
+    async def _run_sqlite(self, connection: Any, operation: Operation[T], tx: Transaction) -> T:
+        cursor = await connection.cursor()
+        try:
+            await cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
+            try:
+                result = await drive_async(operation, self._executor(cursor), tx)
+            except BaseException:
+                await connection.rollback()
+                raise
+            await connection.commit()
+            return result
+        finally:
+            await cursor.close()
+
+    def _executor(self, cursor: Any) -> Callable[[Executable, Any], Awaitable[DirectResult]]:
+        statements = self.statements
+
+        async def execute(statement: Executable, params: Any = None) -> DirectResult:
+            prepared = statements.prepare(statement)
+            if isinstance(params, list):
+                await cursor.executemany(prepared.sql, [prepared.parameters(p) for p in params])
+                return DirectResult(cursor.rowcount, [])
+            await cursor.execute(prepared.sql, prepared.parameters(params or {}))
+            rows: list[Any] = []
+            if prepared.row_type is not None and cursor.description is not None:
+                rows = statements.rows(prepared, list(await cursor.fetchall()))
             return DirectResult(cursor.rowcount, rows)
 
         return execute

@@ -12,27 +12,33 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsessions.config import StoreConfig, mask_password, normalize_url
-from sqlsessions.errors import SqlSessionsError, StorageError
-from sqlsessions.operations import Transaction
+from sqlsessions.errors import SchemaNotReadyError, SqlSessionsError, StorageError
 from sqlsessions.schema import json_text
+from sqlsessions.steps import Transaction
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 RETRY_BUDGET_SECONDS = 30.0
 """How long an operation keeps retrying a locked SQLite database or a PostgreSQL deadlock."""
 
 
-def _engine_options(url: URL, config: StoreConfig) -> dict[str, Any]:
-    options: dict[str, Any] = {"json_serializer": json_text}
+def engine_options(url: URL, config: StoreConfig) -> dict[str, Any]:
+    """Our engine options, then the caller's `engine_options` (their `connect_args` merged)."""
+    connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
-    options.update(config.engine_options)
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_SECONDS
+    else:
+        # psycopg's own default (5) prepares statements on the server, which is unsafe
+        # behind a transaction-mode pooler: see StoreConfig.prepare_threshold.
+        connect_args["prepare_threshold"] = config.prepare_threshold
+    options: dict[str, Any] = {"json_serializer": json_text, **config.engine_options}
+    options["connect_args"] = {**connect_args, **config.engine_options.get("connect_args", {})}
     return options
 
 
 def create_sync_engine(config: StoreConfig) -> Engine:
     """A pooled engine for `config.url` (psycopg or sqlite3)."""
     url = normalize_url(config.url)
-    engine = create_engine(url, **_engine_options(url, config))
+    engine = create_engine(url, **engine_options(url, config))
     _configure(engine, config)
     return engine
 
@@ -40,7 +46,7 @@ def create_sync_engine(config: StoreConfig) -> Engine:
 def create_asyncio_engine(config: StoreConfig) -> AsyncEngine:
     """A pooled asyncio engine for `config.url` (psycopg async or aiosqlite)."""
     url = normalize_url(config.url, asynchronous=True)
-    engine = create_async_engine(url, **_engine_options(url, config))
+    engine = create_async_engine(url, **engine_options(url, config))
     _configure(engine.sync_engine, config)
     return engine
 
@@ -93,6 +99,10 @@ def is_retryable(exc: BaseException) -> bool:
         or "database table is locked" in message
         or "deadlock detected" in message
         or "could not serialize access" in message
+        # Two calls with one idempotency key raced (one rolled back whole): the retry finds
+        # the winner's messages and returns its version.
+        or "ix_messages_session_id_append_key" in message
+        or "unique constraint failed: messages.session_id, messages.append_key" in message
     )
 
 
@@ -112,7 +122,11 @@ def retry_delay_or_raise(
 
     Errors that are not database errors propagate untouched; database errors are wrapped.
     A connection found dead before any statement succeeded (e.g. a pooled connection that
-    outlived a server restart) is retried at once: nothing can have been written.
+    outlived a server restart) is retried at once. In a transaction nothing can have been
+    written then; an autocommit statement, though, may have committed before its reply was
+    lost, so every autocommit operation is one whose repetition is harmless: reads; `delete`,
+    `touch` and the reaper (idempotent); `append` (its idempotency key makes the repeat write
+    nothing); get-or-create (an insert-if-absent, and never the first statement).
     """
     if not is_database_error(exc):
         raise exc
@@ -123,10 +137,32 @@ def retry_delay_or_raise(
     return delay
 
 
+_MISSING_OBJECT_SQLSTATES = {"42P01", "42703", "3F000"}  # undefined table, column, schema
+
+
+def is_missing_schema_object(exc: BaseException) -> bool:
+    """A database error saying a sqlsessions table or column does not exist (dropped, or never
+    migrated): the schema is not ready, nothing is wrong with the request."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(orig, "sqlstate", None) in _MISSING_OBJECT_SQLSTATES:
+        return True
+    message = str(orig).lower()
+    return type(orig).__name__ == "OperationalError" and (
+        message.startswith("no such table") or message.startswith("no such column")
+    )
+
+
 def wrap_error(exc: BaseException, url: URL) -> SqlSessionsError:
-    """A driver or SQLAlchemy error as a StorageError whose text never shows the password."""
+    """A driver or SQLAlchemy error as a StorageError whose text never shows the password
+    (SchemaNotReadyError when a sqlsessions table or column is missing)."""
     if isinstance(exc, SqlSessionsError):
         return exc
+    if is_missing_schema_object(exc):
+        detail = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+        return SchemaNotReadyError(
+            f"the sqlsessions schema in {mask_password(url)} is incomplete ({detail}): "
+            "run `sqlsessions db upgrade`"
+        )
     detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
     if isinstance(exc, SQLAlchemyError):
         detail = detail.split("\n(Background on this error")[0]

@@ -55,6 +55,7 @@ from sqlsessions.validation import (
     check_metadata_entry,
     check_session_id,
     check_text,
+    check_timestamp,
     json_copy,
     json_text,
     json_value_problem,
@@ -325,6 +326,43 @@ class Message(_Value):
     cached_tokens: _TokenCount | None = None
     reasoning_tokens: _TokenCount | None = None
 
+    @classmethod
+    def from_trusted(
+        cls,
+        role: Role,
+        content: str,
+        name: str | None,
+        tool_call_id: str | None,
+        tool_calls: tuple[ToolCall, ...] | None,
+        kind: str,
+        item_format: str | None,
+        item: dict[str, Any] | None,
+        usage: Sequence[Any] = (),
+    ) -> Message:
+        """A message from values already validated (rows the store wrote), not re-checked.
+
+        What `model_construct` does, minus its per-field bookkeeping: loading a long
+        conversation builds one message per row, and that bookkeeping was most of the cost.
+        """
+        message = cls.__new__(cls)
+        state = {
+            "role": role,
+            "content": content,
+            "name": name,
+            "tool_call_id": tool_call_id,
+            "tool_calls": tool_calls,
+            "kind": kind,
+            "item_format": item_format,
+            "item": item,
+        }
+        state.update(dict.fromkeys(_USAGE_KEYS))
+        state.update(zip(_USAGE_KEYS, usage, strict=False))  # model, then the token counts
+        object.__setattr__(message, "__dict__", state)
+        object.__setattr__(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
+        object.__setattr__(message, "__pydantic_extra__", None)
+        object.__setattr__(message, "__pydantic_private__", None)
+        return message
+
     @property
     def is_chat(self) -> bool:
         """True for a chat message (kind ``"message"``), False for any other framework item."""
@@ -382,6 +420,9 @@ class Message(_Value):
         return data
 
 
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
+
+
 # --------------------------------------------------------------------------- timestamps
 
 
@@ -421,8 +462,7 @@ def check_session_fields(session: Session) -> None:
     check_session_id(session.id)
     check_text(session.agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
     for name in ("created_at", "updated_at"):
-        if not isinstance(getattr(session, name), datetime):
-            raise InvalidInputError(name, "must be a datetime")
+        check_timestamp(getattr(session, name), name)
 
 
 class Session(_Model):

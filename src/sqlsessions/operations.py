@@ -1,18 +1,19 @@
 """The store's behaviour, written once for the sync and the async store.
 
-Each operation is a generator that yields `(statement, parameters)` steps and receives
-each step's result; it knows nothing of how statements are executed. `Store` drives
-these generators on a Connection, `AsyncStore` on an AsyncConnection, each inside one
-transaction per operation. Cache, TTL and conflict rules therefore exist only here.
+Each operation is a generator of steps (see `steps`); it knows nothing of how statements are
+executed. `Store` drives these generators on a Connection, `AsyncStore` on an
+AsyncConnection, each inside one transaction per operation (or in autocommit, where one
+statement, or one read snapshot, suffices). Cache, TTL and conflict rules exist only here.
+(`Operation`, `Transaction`, the drivers and `utcnow` are re-exported from `steps`.)
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, TypeVar
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Executable
 
@@ -28,74 +29,26 @@ from sqlsessions.models import (
     check_session_id,
 )
 from sqlsessions.schema import USAGE_FIELDS
+from sqlsessions.steps import Operation as Operation
+from sqlsessions.steps import Steps as Steps
+from sqlsessions.steps import Transaction as Transaction
+from sqlsessions.steps import close_snapshot, open_snapshot
+from sqlsessions.steps import drive_async as drive_async
+from sqlsessions.steps import drive_sync as drive_sync
+from sqlsessions.steps import utcnow as utcnow
+from sqlsessions.validation import check_text
 
-T = TypeVar("T")
-
-Step = tuple[Executable, "dict[str, Any] | list[dict[str, Any]] | None"]
-Steps = Generator[Step, Any, T]
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
-
-
-@dataclass
-class Transaction:
-    """Hooks an operation registers to run only once its transaction has committed."""
-
-    on_commit: list[Callable[[], None]] = field(default_factory=list)
-    statements_done: int = 0
-    """How many statements succeeded: an operation that failed before any is safe to retry."""
-
-    def after_commit(self, action: Callable[[], None]) -> None:
-        self.on_commit.append(action)
-
-    def committed(self) -> None:
-        for action in self.on_commit:
-            action()
+GET_OR_CREATE_ATTEMPTS = 100
+"""How often `get` re-runs its load-or-create when each created row is deleted at once."""
+MAX_IDEMPOTENCY_KEY_LENGTH = 64
 
 
-@dataclass(frozen=True)
-class Operation(Generic[T]):
-    """A unit of work: its steps, run in one transaction.
-
-    `writes` makes SQLite take the write lock up front (BEGIN IMMEDIATE), so writers queue
-    instead of failing to upgrade a read lock. `autocommit` is for a single statement that
-    is atomic on its own: it runs without BEGIN/COMMIT, in one round trip.
-    """
-
-    steps: Callable[[Transaction], Steps[T]]
-    writes: bool = False
-    autocommit: bool = False
-    direct: bool = False
-    """Every statement is a fixed one the sync store may run precompiled on the driver."""
-
-
-def drive_sync(steps: Steps[T], execute: Callable[..., Any], tx: Transaction) -> T:
-    """Run `steps` to completion, executing each step with `execute(statement, params)`."""
-    try:
-        step = next(steps)
-        while True:
-            result = execute(*step)
-            tx.statements_done += 1
-            step = steps.send(result)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-async def drive_async(
-    steps: Steps[T], execute: Callable[..., Awaitable[Any]], tx: Transaction
-) -> T:
-    """`drive_sync` for an asyncio connection: the same steps, each result awaited."""
-    try:
-        step = next(steps)
-        while True:
-            result = await execute(*step)
-            tx.statements_done += 1
-            step = steps.send(result)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+def check_idempotency_key(key: Any) -> str:
+    """`key` if it can identify an append (1 to 64 characters), else InvalidInputError."""
+    check_text(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
+    if not key:
+        raise InvalidInputError("idempotency_key", "must not be empty")
+    return str(key)
 
 
 def as_message(value: Any, field: str) -> Message:
@@ -135,7 +88,7 @@ def session_from_state(state: StoredState) -> Session:
         messages=messages,
         created_at=state.created_at,
         updated_at=state.updated_at,
-        metadata={key: json.loads(text) for key, text in state.metadata_json.items()},
+        metadata={key: json.loads(value) for key, value in state.metadata_json.items()},
     )
     session._stored = state
     return session
@@ -187,28 +140,57 @@ class StoreCore:
 
         def steps(tx: Transaction) -> Steps[Session]:
             now = utcnow()
-            state = yield from self._load_state(session_id, now)
-            if state is None:
-                if not create:
-                    raise SessionNotFoundError(session_id)
-                state = yield from self._create_empty(session_id, now)
-            tx.after_commit(lambda: self._remember(state))
-            return session_from_state(state)
+            # Each round loses only to a delete between our read and our insert (or between
+            # our insert and our read of the winner's row): try again rather than fail.
+            for _ in range(GET_OR_CREATE_ATTEMPTS):
+                state = yield from self._load_state(session_id, now)
+                if state is None:
+                    if not create:
+                        raise SessionNotFoundError(session_id)
+                    state = yield from self._create_empty(session_id, now)
+                if state is not None:
+                    tx.after_commit(functools.partial(self._remember, state))
+                    return session_from_state(state)
+            raise ConflictError(f"session {session_id!r} was removed each time it was created")
 
-        return Operation(steps, autocommit=self.single_statements_atomic, direct=True)
+        return Operation(
+            steps, autocommit=self.single_statements_atomic, direct=True, snapshot=True
+        )
 
     def _load_state(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
+        """The live session's stored state (None if absent), all read from one snapshot.
+
+        A cached state is used as is only when the session row is the same incarnation at
+        the same version; it is caught up (new messages only) only within one incarnation.
+        """
         cached = self._cache.get(session_id)
+        params = {"sid": session_id, "now": now}
+        head: Any = None
         if cached is not None:
-            head = (yield sql.select_session_head, {"sid": session_id, "now": now}).first()
+            head = (yield sql.select_session_head, params).first()
             if head is None:
                 self._forget(session_id)
                 return None
-            if head.version == cached.version:
+            if cached.describes(head):  # unchanged: this one query is all a cached get costs
                 return replace(cached, expires_at=head.expires_at)
-            if head.rewrite_version <= cached.version:
-                return (yield from self._catch_up(cached, head))
-        return (yield from self._load_full(session_id, now))
+        yield from open_snapshot(self.dialect)
+        if cached is not None and self.single_statements_atomic:
+            head = (yield sql.select_session_head, params).first()  # again, in the snapshot
+        state: StoredState | None
+        if cached is None:
+            state = yield from self._load_full(session_id, now)
+        elif head is None:
+            state = None
+        elif cached.describes(head):
+            state = replace(cached, expires_at=head.expires_at)
+        elif cached.can_catch_up_to(head):
+            state = yield from self._catch_up(cached, head)
+        else:  # rewritten, or another incarnation: nothing cached can be reused
+            state = yield from self._load_full(session_id, now)
+        yield from close_snapshot(self.dialect)
+        if state is None:
+            self._forget(session_id)
+        return state
 
     def _load_full(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
         row = (yield sql.select_live_session, {"sid": session_id, "now": now}).first()
@@ -224,14 +206,12 @@ class StoreCore:
             expires_at=row.expires_at,
             version=row.version,
             rewrite_version=row.rewrite_version,
-            # Statements may see different snapshots (PostgreSQL reads run in autocommit):
-            # never record a last_seq below a message actually read, or a later catch-up
-            # would fetch that message again.
-            last_seq=max(row.last_seq, seqs[-1]) if seqs else row.last_seq,
+            last_seq=row.last_seq,
             count=len(messages),
             seq_log=seqs,
             message_log=messages,
             metadata_json=metadata_as_json(dict(metadata_rows)),
+            incarnation=row.incarnation,
         )
 
     def _messages_after(
@@ -252,10 +232,11 @@ class StoreCore:
             expires_at=head.expires_at,
             version=head.version,
             rewrite_version=head.rewrite_version,
-            last_seq=max(head.last_seq, seqs[-1]) if seqs else head.last_seq,
+            last_seq=head.last_seq,
         )
 
-    def _create_empty(self, session_id: str, now: datetime) -> Steps[StoredState]:
+    def _create_empty(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
+        """A new empty session; None if a concurrent writer's row was there (or came and went)."""
         state = StoredState(
             session_id=session_id,
             agent_id="",
@@ -268,14 +249,10 @@ class StoreCore:
             count=0,
             seq_log=[],
             message_log=[],
+            incarnation=sql.new_incarnation(),
         )
         created = yield from self._insert_state(state, now)
-        if not created:  # a concurrent writer created it first: use theirs
-            loaded = yield from self._load_full(session_id, now)
-            if loaded is None:
-                raise ConflictError(f"session {session_id!r} was created and removed concurrently")
-            return loaded
-        return state
+        return state if created else None
 
     def _insert_state(self, state: StoredState, now: datetime) -> Steps[bool]:
         """Insert a new session row unless a live one exists (an expired one is replaced)."""
@@ -290,6 +267,7 @@ class StoreCore:
             rewrite_version=state.rewrite_version,
             last_seq=state.last_seq,
             message_count=state.count,
+            incarnation=state.incarnation,
         )
         inserted = (yield self._insert_session, params).first()
         return inserted is not None
@@ -350,6 +328,7 @@ class StoreCore:
             seq_log=list(range(1, count + 1)),
             message_log=messages,
             metadata_json=metadata_json,
+            incarnation=sql.new_incarnation(),
         )
         if not (yield from self._insert_state(state, now)):
             raise ConflictError(
@@ -383,7 +362,7 @@ class StoreCore:
         update_params.update(
             sid=session.id,
             expected_version=state.version,
-            expected_created_at=state.created_at,
+            expected_incarnation=state.incarnation,
             now=now,
         )
         result = yield sql.update_session_checked, update_params
@@ -424,6 +403,7 @@ class StoreCore:
         kept = slice(plan.kept_start, plan.kept_start + plan.kept)
         return StoredState(
             session_id=session.id,
+            incarnation=state.incarnation,
             count=plan.kept + len(plan.new_messages),
             seq_log=state.seq_log[kept] + new_seqs,
             message_log=state.message_log[kept] + plan.new_messages,
@@ -431,11 +411,20 @@ class StoreCore:
         )
 
     def _insert_messages(
-        self, session_id: str, first_seq: int, messages: list[Any], now: datetime
+        self,
+        session_id: str,
+        first_seq: int,
+        messages: list[Any],
+        now: datetime,
+        append_key: str | None = None,
     ) -> Steps[None]:
         if not messages:
             return
         rows, call_rows = sql.message_rows(session_id, first_seq, messages, now)
+        if append_key is not None:  # the first message carries the append's key
+            for row in rows:
+                row["append_key"] = None
+            rows[0]["append_key"] = append_key
         yield sql.insert_message, rows
         if call_rows:
             yield sql.insert_tool_call, call_rows
@@ -454,9 +443,21 @@ class StoreCore:
                 ],
             )
 
-    def append(self, session_id: str, messages: tuple[Any, ...]) -> Operation[int]:
-        """Add messages at positions the database assigns; never conflicts. Returns the version."""
+    def append(
+        self, session_id: str, messages: tuple[Any, ...], idempotency_key: str | None = None
+    ) -> Operation[int]:
+        """Add messages at positions the database assigns; never conflicts. Returns the version.
+
+        Exactly once: the call's key (the caller's, or one made here, once, so that every
+        retry of the steps carries the same) is stored on its first message, and an append
+        whose key already landed in the session writes nothing and returns its version.
+        """
         check_session_id(session_id)
+        append_key = (
+            sql.new_append_key()
+            if idempotency_key is None
+            else check_idempotency_key(idempotency_key)
+        )
         new_messages = [as_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
         if not new_messages:
             raise InvalidInputError("messages", "give at least one message to append")
@@ -470,6 +471,8 @@ class StoreCore:
                 "n": n,
                 "now": now,
                 "expires_at": self.expiry(now),
+                "append_key": append_key,
+                "incarnation": sql.new_incarnation(),  # used only if this creates the row
             }
             statement = self._append_statement
             if single_statement:  # everything travels inside the one statement
@@ -489,6 +492,10 @@ class StoreCore:
                 else:
                     params.update(sql.append_array_params(new_messages))
             row = (yield statement, params).first()
+            if row is None and not single_statement:  # SQLite: did this key land already?
+                landed = (yield sql.select_append_landed, params).first()
+                if landed is not None:
+                    return int(landed.version)
             if row is None:  # expired but not yet reaped: start afresh
                 yield sql.delete_expired_session, {"sid": session_id, "now": now}
                 row = (yield statement, params).first()
@@ -496,7 +503,9 @@ class StoreCore:
                 raise ConflictError(f"session {session_id!r} could not be revived for append")
             if not single_statement:
                 first_seq = row.last_seq - n + 1
-                yield from self._insert_messages(session_id, first_seq, new_messages, now)
+                yield from self._insert_messages(
+                    session_id, first_seq, new_messages, now, append_key
+                )
             return int(row.version)
 
         return Operation(steps, writes=True, autocommit=single_statement, direct=True)

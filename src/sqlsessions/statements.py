@@ -15,21 +15,28 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CompoundSelect,
     Delete,
     Insert,
     Integer,
     Select,
     Text,
+    TextClause,
     Update,
     bindparam,
+    case,
     cast,
     delete,
+    exists,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
+    text,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,6 +47,7 @@ from sqlsessions.models import Message, Role, ToolCall, ToolFunction
 from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
 from sqlsessions.validation import numeric_safe_json_text
 
+ROLES = {role.value: role for role in Role}
 S = sessions.c
 M = messages.c
 T = tool_calls.c
@@ -63,15 +71,16 @@ SESSION_COLUMNS = (
     S.rewrite_version,
     S.last_seq,
     S.message_count,
+    S.incarnation,
 )
 
 select_live_session: Select[Any] = select(*SESSION_COLUMNS).where(S.id == bindparam("sid"), live())
 """The session row, if it exists and has not expired."""
 
 select_session_head: Select[Any] = select(
-    S.version, S.rewrite_version, S.last_seq, S.updated_at, S.expires_at
+    S.version, S.rewrite_version, S.last_seq, S.updated_at, S.expires_at, S.incarnation
 ).where(S.id == bindparam("sid"), live())
-"""The cheap primary-key lookup that validates a cached session."""
+"""The cheap primary-key lookup that validates a cached session (incarnation and version)."""
 
 MESSAGE_COLUMNS = (
     M.seq,
@@ -103,6 +112,11 @@ select_metadata: Select[Any] = (
 )
 
 select_live_ids: Select[Any] = select(S.id).where(live()).order_by(S.id)
+
+begin_read_snapshot: TextClause = text("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+"""PostgreSQL, on an autocommit connection: the following reads all see one snapshot."""
+end_read_snapshot: TextClause = text("COMMIT")
+abandon_read_snapshot: TextClause = text("ROLLBACK")
 
 # --- writes ----------------------------------------------------------------------------
 
@@ -140,12 +154,13 @@ update_session_checked: Update = (
     .where(
         S.id == bindparam("sid"),
         S.version == bindparam("expected_version"),
-        S.created_at == bindparam("expected_created_at"),
+        S.incarnation == bindparam("expected_incarnation"),
         live(),
     )
     .values(**{name: bindparam(f"v_{name}") for name in SESSION_WRITE_COLUMNS})
 )
-"""The optimistic-concurrency write: lands only if nobody changed the row since it was read."""
+"""The optimistic-concurrency write: lands only if nobody changed the row since it was read
+(same incarnation, same version; the incarnation itself is never rewritten)."""
 
 touch_session: Update = (
     update(sessions)
@@ -185,6 +200,11 @@ dialect_insert = _dialect_insert
 
 def new_incarnation() -> str:
     """A fresh random token for a newly created session row."""
+    return secrets.token_hex(16)
+
+
+def new_append_key() -> str:
+    """A fresh idempotency key for one `append` call."""
     return secrets.token_hex(16)
 
 
@@ -272,53 +292,22 @@ def messages_from_rows(
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
-            Message.model_construct(
-                role=Role(role),
-                content=content,
-                name=name,
-                tool_call_id=tool_call_id,
-                tool_calls=tuple(calls) if calls else None,
-                kind=kind,
-                item_format=item_format,
-                item=item,
-                **dict(zip(USAGE_FIELDS, usage, strict=True)),
+            Message.from_trusted(
+                ROLES[role],
+                content,
+                name,
+                tool_call_id,
+                tuple(calls) if calls else None,
+                kind,
+                item_format,
+                item,
+                usage,
             )
         )
     return seqs, result
 
 
 # --- append: positions assigned inside the database ----------------------------------------
-
-
-def upsert_session_for_append(dialect: str) -> Insert:
-    """Create the session or advance a live one by `n` positions; RETURNING the new last_seq.
-
-    Returns no row when the session exists but has expired (the caller removes it first).
-    The row lock this takes serialises concurrent appends to one session.
-    """
-    stmt = _dialect_insert(dialect, sessions).values(
-        id=bindparam("sid"),
-        agent_id=literal(""),
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        expires_at=bindparam("expires_at"),
-        version=literal(1),
-        rewrite_version=literal(1),
-        last_seq=bindparam("n"),
-        message_count=bindparam("n"),
-    )
-    result: Insert = stmt.on_conflict_do_update(
-        index_elements=[S.id],
-        set_={
-            "last_seq": S.last_seq + bindparam("n"),
-            "message_count": S.message_count + bindparam("n"),
-            "version": S.version + 1,
-            "updated_at": bindparam("now"),
-            "expires_at": bindparam("expires_at"),
-        },
-        where=live(),
-    ).returning(S.last_seq, S.version)
-    return result
 
 
 MESSAGE_INSERT_COLUMNS = [
@@ -336,7 +325,68 @@ MESSAGE_INSERT_COLUMNS = [
 ]
 
 
-def append_in_one_statement() -> Select[Any]:
+APPENDED_MESSAGE_COLUMNS = (*MESSAGE_INSERT_COLUMNS, "append_key")
+
+
+def append_key_landed() -> Any:
+    """The condition that the append carrying `append_key` already wrote to the session."""
+    return exists().where(
+        M.session_id == bindparam("sid", type_=S.id.type),
+        M.append_key == bindparam("append_key", type_=M.append_key.type),
+    )
+
+
+select_append_landed: Select[Any] = select(S.last_seq, S.version).where(
+    S.id == bindparam("sid"), live(), append_key_landed()
+)
+"""The live session's current position, if the append with this key already landed in it."""
+
+
+def upsert_session_for_append(dialect: str) -> Insert:
+    """Create the session or advance a live one by `n` positions; RETURNING the new last_seq.
+
+    Returns no row when the session exists but has expired (the caller removes it first),
+    and when the append carrying `append_key` already landed (it writes nothing then).
+    A created row gets the fresh `incarnation` token; an advanced row keeps its own.
+    The row lock this takes serialises concurrent appends to one session.
+    """
+    new_row = select(  # in the order of SESSION_WRITE_COLUMNS, then id and incarnation
+        literal(""),
+        bindparam("now", type_=S.created_at.type),
+        bindparam("now", type_=S.updated_at.type),
+        bindparam("expires_at", type_=S.expires_at.type),
+        literal(1),
+        literal(1),
+        bindparam("n", type_=S.last_seq.type),
+        bindparam("n", type_=S.message_count.type),
+        bindparam("sid", type_=S.id.type),
+        bindparam("incarnation", type_=S.incarnation.type),
+    ).where(~append_key_landed())
+    stmt = _dialect_insert(dialect, sessions).from_select(
+        [*SESSION_WRITE_COLUMNS, "id", "incarnation"],
+        new_row,
+    )
+    result: Insert = stmt.on_conflict_do_update(
+        index_elements=[S.id],
+        set_={
+            "last_seq": S.last_seq + bindparam("n"),
+            "message_count": S.message_count + bindparam("n"),
+            "version": S.version + 1,
+            "updated_at": bindparam("now"),
+            "expires_at": bindparam("expires_at"),
+        },
+        where=live(),
+    ).returning(S.last_seq, S.version)
+    return result
+
+
+def _head_or_landed(head: Any, *writes: Any) -> CompoundSelect[Any]:
+    """The one-statement append's result: the advanced session row, or, when the append with
+    this key already landed (and so wrote nothing), the session's current position."""
+    return union_all(select(head.c.last_seq, head.c.version), select_append_landed).add_cte(*writes)
+
+
+def append_in_one_statement() -> CompoundSelect[Any]:
     """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
 
     Messages and tool calls arrive as parallel arrays (`unnest`), so the statement's text
@@ -372,8 +422,9 @@ def append_in_one_statement() -> Select[Any]:
     )
     first_seq = head.c.last_seq - bindparam("n")
     sid = bindparam("sid", type_=S.id.type)
+    append_key = bindparam("append_key", type_=M.append_key.type)  # on the first message
     message_insert = insert(messages).from_select(
-        MESSAGE_INSERT_COLUMNS,
+        APPENDED_MESSAGE_COLUMNS,
         select(
             sid,
             first_seq + new_messages.c.ord,
@@ -386,6 +437,7 @@ def append_in_one_statement() -> Select[Any]:
             new_messages.c.item_format,
             cast(new_messages.c.item, JSONB()),
             *(new_messages.c[name] for name in USAGE_FIELDS),
+            case((new_messages.c.ord == 1, append_key), else_=null()),
         )
         .select_from(head)
         .join(new_messages, true()),
@@ -416,17 +468,17 @@ def append_in_one_statement() -> Select[Any]:
         .select_from(head)
         .join(new_calls, true()),
     )
-    return select(head.c.last_seq, head.c.version).add_cte(
-        message_insert.cte("inserted_messages"), call_insert.cte("inserted_calls")
+    return _head_or_landed(
+        head, message_insert.cte("inserted_messages"), call_insert.cte("inserted_calls")
     )
 
 
-def append_one_statement() -> Select[Any]:
+def append_one_statement() -> CompoundSelect[Any]:
     """PostgreSQL: append one message without tool calls in one statement, scalar parameters
     (the common case, spared the array encoding of `append_in_one_statement`)."""
     head = upsert_session_for_append("postgresql").cte("head")
     message_insert = insert(messages).from_select(
-        MESSAGE_INSERT_COLUMNS,
+        APPENDED_MESSAGE_COLUMNS,
         select(
             bindparam("sid", type_=S.id.type),
             head.c.last_seq,
@@ -439,9 +491,10 @@ def append_one_statement() -> Select[Any]:
             bindparam("item_format", type_=M.item_format.type),
             bindparam("item", type_=M.item.type),
             *(bindparam(name, type_=M[name].type) for name in USAGE_FIELDS),
+            bindparam("append_key", type_=M.append_key.type),
         ).select_from(head),
     )
-    return select(head.c.last_seq, head.c.version).add_cte(message_insert.cte("inserted"))
+    return _head_or_landed(head, message_insert.cte("inserted"))
 
 
 def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]:

@@ -25,10 +25,11 @@ from sqlsessions.engine import (
 from sqlsessions.fork import fork
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
-from sqlsessions.operations import Operation, StoreCore, Transaction, drive_sync
+from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, check_batch_size, reap_batch
 from sqlsessions.search import SearchOrder, SearchPage
+from sqlsessions.steps import Operation, Transaction, drive_sync
 from sqlsessions.usage import PriceRow
 
 T = TypeVar("T")
@@ -98,12 +99,21 @@ class Store:
 
     # --- beyond the Go API ----------------------------------------------------------------
 
-    def append(self, session_id: str, *messages: Message | dict[str, Any]) -> int:
+    def append(
+        self,
+        session_id: str,
+        *messages: Message | dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> int:
         """Atomically add messages (positions assigned by the database; never conflicts).
 
         Creates the session if it does not exist. Returns the session's new version.
+        Exactly once, even when a dropped connection makes the store retry: each call
+        carries an idempotency key. Pass your own (1 to 64 characters) to make your own
+        retries safe too: a call whose key already landed in the session writes nothing
+        and returns the session's current version.
         """
-        return self._run(self._core.append(session_id, messages))
+        return self._run(self._core.append(session_id, messages, idempotency_key))
 
     def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
@@ -284,11 +294,11 @@ class Store:
     def _in_transaction(conn: Connection, operation: Operation[T], tx: Transaction) -> T:
         if operation.autocommit:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            return drive_sync(operation.steps(tx), conn.execute, tx)
+            return drive_sync(operation, conn.execute, tx)
         if operation.writes:
             conn = conn.execution_options(sqlsessions_writes=True)
         with conn.begin():
-            return drive_sync(operation.steps(tx), conn.execute, tx)
+            return drive_sync(operation, conn.execute, tx)
 
     def _ensure_ready(self) -> None:
         if self._ready:

@@ -6,6 +6,7 @@ Every check names the field it rejects and says why (InvalidInputError); none ne
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlsessions.errors import InvalidInputError
@@ -57,6 +58,14 @@ def json_copy(value: Any) -> Any:
     return value
 
 
+MAX_JSON_DEPTH = 100
+"""How deeply a metadata value may nest arrays and objects (``[[1]]`` is 2 levels deep).
+
+Deeper values are rejected up front: every path that reads them back (``to_json``, pydantic's
+JSON parser, the drivers, ``sqlsessions export``) has a recursion limit of its own, and a
+value that saves but cannot be read back would block every export of the database."""
+
+
 def text_problem(value: str) -> str | None:
     """Why `value` cannot be stored as PostgreSQL text, or None when it can."""
     if "\x00" in value:
@@ -68,8 +77,27 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def _too_deep(value: Any) -> bool:
+    """Whether `value` nests arrays/objects more than MAX_JSON_DEPTH levels (or is circular)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth == MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def json_value_problem(value: Any) -> str | None:
     """Why `value` is not a JSON value that round-trips and fits in PostgreSQL, or None."""
+    if _too_deep(value):
+        return f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
     try:
         json.dumps(value, allow_nan=False)
     except TypeError as exc:
@@ -130,6 +158,19 @@ def check_metadata_entry(key: Any, value: Any) -> None:
     problem = metadata_problem(key, value)
     if problem is not None:
         raise InvalidInputError(*problem)
+
+
+def check_timestamp(value: Any, field: str) -> datetime:
+    """`value` if it is a datetime that can be expressed in UTC, else InvalidInputError
+    (an aware datetime at the edge of the calendar overflows when converted)."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(field, "must be a datetime")
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise InvalidInputError(field, "is out of range once converted to UTC") from None
+    return value
 
 
 def check_session_id(value: Any, field: str = "session_id") -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from sqlsessions.cli_common import out, reported_errors, state_of, table
+from sqlsessions.cli.common import out, reported_errors, state_of, table
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.usage import ModelPrice
 
