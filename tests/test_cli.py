@@ -218,11 +218,11 @@ def test_sessions_delete_removes_a_session_and_reports_an_unknown_one(migrated_u
 
 def test_stats_shows_the_three_analytics_views(migrated_url: str) -> None:
     empty = ok("--url", migrated_url, "stats").stdout
-    assert empty.count("no data yet") == 3
+    assert empty.count("no data yet") == 4  # the three 0003 views and usage_daily
     record_chat(migrated_url, "chat-1", "helper")
     record_chat(migrated_url, "chat-2", "other")
     text = ok("--url", migrated_url, "stats").stdout
-    for title in ("Sessions", "Tool usage per day", "Daily activity"):
+    for title in ("Sessions", "Tool usage per day", "Daily activity", "Token usage and cost"):
         assert title in text
     assert "get_weather" in text and "tool_call_count" in text
     only = ok("--url", migrated_url, "stats", "--agent", "other").stdout

@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _package_version
 
 from sqlsessions.aio import AsyncStore
+from sqlsessions.compaction import ArchivedSegment, HistoryReplaced
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
 from sqlsessions.errors import (
     ConflictError,
@@ -17,8 +18,10 @@ from sqlsessions.errors import (
 )
 from sqlsessions.migrate import migrate
 from sqlsessions.models import Message, Role, Session, ToolCall, ToolFunction
+from sqlsessions.search import SearchHit, SearchPage
 from sqlsessions.skill import Skill
 from sqlsessions.store import Store
+from sqlsessions.usage import ModelPrice
 
 try:
     __version__ = _package_version("sqlsessions")
@@ -27,12 +30,17 @@ except PackageNotFoundError:  # running from a checkout that was never installed
 
 __all__ = [
     "DEFAULT_SESSION_TTL",
+    "ArchivedSegment",
     "AsyncStore",
     "ConflictError",
+    "HistoryReplaced",
     "InvalidInputError",
     "Message",
+    "ModelPrice",
     "Role",
     "SchemaNotReadyError",
+    "SearchHit",
+    "SearchPage",
     "Session",
     "SessionNotFoundError",
     "Skill",

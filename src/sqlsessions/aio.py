@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sqlsessions import queries, tail
+from sqlsessions import compaction, queries, search, tail, usage
+from sqlsessions.compaction import ArchivedSegment, HistoryReplaced
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.direct import AsyncDirectExecutor
 from sqlsessions.engine import (
@@ -19,12 +20,15 @@ from sqlsessions.engine import (
     retry_delay_or_raise,
     retry_delays,
 )
+from sqlsessions.fork import fork
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
 from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperTask, check_batch_size, reap_batch
+from sqlsessions.search import SearchOrder, SearchPage
 from sqlsessions.steps import Operation, Transaction, drive_async
+from sqlsessions.usage import PriceRow
 
 T = TypeVar("T")
 
@@ -157,6 +161,79 @@ class AsyncStore:
                 cursor=cursor,
             )
         )
+
+    async def search(
+        self,
+        query: str,
+        agent_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        order: SearchOrder = "rank",
+    ) -> SearchPage:
+        """Messages of live sessions matching `query` (words, "a phrase", OR, -word), best
+        first (`order="newest"`: newest first), one page; pass `next_cursor` for the next."""
+        return await self._run(
+            search.search(
+                self._core.dialect,
+                query,
+                agent_id=agent_id,
+                limit=limit,
+                cursor=cursor,
+                order=order,
+                language=self.config.search_language,
+            )
+        )
+
+    async def fork(self, session_id: str, new_id: str, at_seq: int | None = None) -> int:
+        """Copy a session (its messages up to and including position `at_seq`, default all,
+        with their tool calls, and its metadata) into a new session `new_id`, inside the
+        database in one transaction. Records `parent_id`/`forked_at_seq` on the new session.
+        Returns the number of messages copied; SessionNotFoundError if the source is missing,
+        ConflictError if `new_id` exists."""
+        return await self._run(fork(self._core, session_id, new_id, at_seq))
+
+    async def replace_history(
+        self,
+        session_id: str,
+        messages: builtins.list[Message | dict[str, Any]],
+        *,
+        expected_version: int | None = None,
+    ) -> HistoryReplaced:
+        """Atomically replace a session's messages (e.g. with a compacted summary), archiving
+        the replaced ones as a segment you can read or restore. With `expected_version`,
+        ConflictError (nothing changed) if the session moved past that version."""
+        return await self._run(
+            compaction.replace_history(self._core, session_id, messages, expected_version)
+        )
+
+    async def restore_history(
+        self, session_id: str, segment: int, *, expected_version: int | None = None
+    ) -> HistoryReplaced:
+        """Make archived `segment` the session's messages again; the current ones are
+        archived as a new segment (nothing is lost either way)."""
+        return await self._run(
+            compaction.restore_history(self._core, session_id, segment, expected_version)
+        )
+
+    async def archived_segments(self, session_id: str) -> builtins.list[ArchivedSegment]:
+        """The segments `replace_history` archived for a session, oldest first."""
+        return await self._run(compaction.archived_segments(self._core.dialect, session_id))
+
+    async def archived_history(self, session_id: str, segment: int) -> builtins.list[Message]:
+        """The messages of one archived segment, in their original order."""
+        return await self._run(compaction.archived_history(self._core.dialect, session_id, segment))
+
+    async def set_model_prices(
+        self, prices: dict[str, Any], effective_from: datetime | None = None
+    ) -> int:
+        """Record prices per million tokens ({model: ModelPrice or {"input", "output",
+        "cached_input"}}) in effect from `effective_from` (default: always), for the cost
+        columns of the usage views. Returns how many models were priced."""
+        return await self._run(usage.set_model_prices(self._core.dialect, prices, effective_from))
+
+    async def model_prices(self) -> builtins.list[PriceRow]:
+        """Every recorded model price, by model and date."""
+        return await self._run(usage.model_price_rows(self._core.dialect))
 
     async def reap_expired(self, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """Delete every expired session with its rows, `batch_size` per transaction."""

@@ -6,6 +6,8 @@
   ``last_activity`` (its updated_at), ``expires_at``.
 - ``tool_usage``: ``day`` (UTC), ``agent_id``, ``function_name``, ``calls``, ``sessions``.
 - ``daily_activity``: ``day`` (UTC), ``agent_id``, ``sessions``, ``messages``.
+- ``usage_daily`` (migration 0006): ``day``, ``agent_id``, ``model``, ``messages``,
+  ``sessions``, token sums and ``cost`` (None without a price for the model).
 
 A message's day is the UTC day it was written to the database (``messages.created_at``).
 """
@@ -25,7 +27,8 @@ from sqlsessions.migrate import prepare_schema
 __all__ = ["VIEWS", "ViewRows", "ensure_schema", "read_view"]
 
 _TIMESTAMPS = {"first_activity", "last_activity", "expires_at"}
-_TEXT = {"session_id", "agent_id", "function_name"}
+_TEXT = {"session_id", "agent_id", "function_name", "model"}
+_MONEY = {"cost"}
 
 VIEWS: dict[str, tuple[str, ...]] = {
     "session_summary": (
@@ -43,6 +46,18 @@ VIEWS: dict[str, tuple[str, ...]] = {
     ),
     "tool_usage": ("day", "agent_id", "function_name", "calls", "sessions"),
     "daily_activity": ("day", "agent_id", "sessions", "messages"),
+    "usage_daily": (
+        "day",
+        "agent_id",
+        "model",
+        "messages",
+        "sessions",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cost",
+    ),
 }
 
 _DEFAULT_ORDER: dict[str, tuple[tuple[str, bool], ...]] = {
@@ -50,6 +65,7 @@ _DEFAULT_ORDER: dict[str, tuple[tuple[str, bool], ...]] = {
     "session_summary": (("last_activity", True), ("session_id", False)),
     "tool_usage": (("day", True), ("calls", True), ("agent_id", False), ("function_name", False)),
     "daily_activity": (("day", True), ("agent_id", False)),
+    "usage_daily": (("day", True), ("agent_id", False), ("model", False)),
 }
 
 
@@ -136,4 +152,6 @@ def _value(name: str, value: Any) -> Any:
         return moment.astimezone(timezone.utc)
     if name in _TEXT:
         return str(value)
+    if name in _MONEY:
+        return float(value)
     return int(value)

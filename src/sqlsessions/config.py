@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -53,6 +54,9 @@ class StoreConfig:
     auto_migrate: bool | None = None
     cache_size: int = DEFAULT_CACHE_SIZE
     engine_options: dict[str, Any] = field(default_factory=dict)
+    search_language: str = "simple"
+    """PostgreSQL text search configuration `store.search` uses ('simple': no stemming, the
+    one migration 0006 indexes; see the README's search section for another language)."""
     prepare_threshold: int | None = None
 
     def __post_init__(self) -> None:
@@ -78,6 +82,10 @@ class StoreConfig:
             or self.cache_size < 0
         ):
             raise InvalidInputError("cache_size", "must be a non-negative integer")
+        if not isinstance(self.search_language, str) or not re.fullmatch(
+            r"[a-z_][a-z0-9_]*", self.search_language
+        ):
+            raise InvalidInputError("search_language", "must be a text search configuration name")
         if not isinstance(self.engine_options, dict) or not all(
             isinstance(key, str) for key in self.engine_options
         ):

@@ -23,10 +23,16 @@ DISTRIBUTION_COLUMNS: tuple[tuple[str, str], ...] = (
     ("messages", "session_id"),
     ("tool_calls", "session_id"),
     ("session_metadata", "session_id"),
+    ("archived_messages", "session_id"),
+    ("archived_tool_calls", "session_id"),
 )
 """Each distributed table and the column it is sharded by; the first one leads co-location."""
 
-REFERENCE_TABLES: tuple[str, ...] = (VERSION_TABLE,)
+REQUIRED_TABLES = ("sessions", "messages", "tool_calls", "session_metadata")
+"""The tables of the first revision: distributing needs at least these."""
+
+REFERENCE_TABLES: tuple[str, ...] = (VERSION_TABLE, "model_prices")
+"""Small tables every node reads whole: the migrations' versions and the user's price list."""
 
 _PLACEMENT = text(
     "SELECT p.partmethod, p.colocationid,"
@@ -85,7 +91,7 @@ def distribute_connection(
         raise InvalidInputError("shard_count", "must be a positive integer")
     if not server_is_citus(connection):
         raise CitusUnavailableError("this database is not a Citus coordinator (no citus extension)")
-    _require_tables(connection, schema, [name for name, _ in DISTRIBUTION_COLUMNS])
+    _require_tables(connection, schema, REQUIRED_TABLES)
     result = Distribution()
     lead, lead_column = DISTRIBUTION_COLUMNS[0]
     lead_name = qualified(lead, schema)
@@ -102,6 +108,8 @@ def distribute_connection(
         colocation = _check_placement(connection, lead_name, lead_column)
     for name, column in DISTRIBUTION_COLUMNS[1:]:
         table = qualified(name, schema)
+        if not _exists(connection, table):  # made by a later revision than the database's
+            continue
         found = _check_placement(connection, table, column)
         if found is None:
             connection.execute(
@@ -117,12 +125,18 @@ def distribute_connection(
             )
     for name in REFERENCE_TABLES:
         table = qualified(name, schema)
-        _require_tables(connection, schema, [name])
+        if not _exists(connection, table):
+            continue
         placement = connection.execute(_PLACEMENT, {"name": table}).first()
         if placement is None:
             connection.execute(text("SELECT create_reference_table(:name)"), {"name": table})
             result.referenced.append(name)
     return result
+
+
+def _exists(connection: Connection, table: str) -> bool:
+    found = connection.execute(text("SELECT to_regclass(:name)"), {"name": table}).scalar()
+    return found is not None
 
 
 def _require_tables(connection: Connection, schema: str | None, names: Iterable[str]) -> None:
@@ -134,6 +148,14 @@ def _require_tables(connection: Connection, schema: str | None, names: Iterable[
             raise SchemaNotReadyError(
                 f"table {name} does not exist: run `{UPGRADE_COMMAND}` before distributing"
             )
+
+
+def is_distributed(connection: Connection, schema: str | None = None) -> bool:
+    """True when the database is a Citus coordinator whose sessions table is distributed."""
+    if not server_is_citus(connection):
+        return False
+    lead, column = DISTRIBUTION_COLUMNS[0]
+    return _check_placement(connection, qualified(lead, schema), column) is not None
 
 
 def _check_placement(connection: Connection, table: str, column: str) -> int | None:

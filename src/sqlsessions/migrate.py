@@ -26,6 +26,16 @@ from sqlsessions.errors import InvalidInputError, SchemaNotReadyError, SqlSessio
 from sqlsessions.schema import metadata_for_schema
 
 VERSION_TABLE = "sqlsessions_alembic_version"
+SEARCH_INDEX_OBJECTS = ("messages_fts", "ix_messages_content_search", "search_vector")
+"""Full-text search structures the migrations manage outside the table models (FTS5 tables
+and their shadow tables on SQLite; the generated vector column and its index on PostgreSQL)."""
+
+
+def is_search_index_object(name: str | None) -> bool:
+    """True for the search structures `drift` leaves to the migrations."""
+    return name is not None and name.startswith(SEARCH_INDEX_OBJECTS)
+
+
 UPGRADE_COMMAND = "sqlsessions db upgrade"
 
 # Alembic keeps the running migration's context in module globals: two migrations in one
@@ -184,11 +194,12 @@ def migrate(
     """
     check_schema_name(schema)
     _check_revision_text(revision)
+    from sqlsessions.distribute import distribute_connection, is_distributed  # imports us
+
     with _connection(url_or_engine) as conn:
         upgrade_connection(conn, revision, schema)
-        if distribute:
-            from sqlsessions.distribute import distribute_connection  # it imports this module
-
+        # Tables a new revision adds to a distributed database are distributed at once too.
+        if distribute or is_distributed(conn, schema):
             distribute_connection(conn, schema)
 
 
@@ -238,7 +249,8 @@ def drift(connection: Connection, schema: str | None = None) -> list[str]:
             "include_schemas": schema is not None,
             "include_name": lambda name, type_, _parent: type_ != "schema" or name == schema,
             "include_object": lambda _o, name, type_, _r, _c: (
-                type_ != "table" or name != VERSION_TABLE
+                not (type_ == "table" and name == VERSION_TABLE)
+                and not is_search_index_object(name)
             ),
         },
     )

@@ -108,6 +108,20 @@ def _check_text(value: str) -> str:
 
 _Text = Annotated[StrictStr, AfterValidator(_check_text)]
 
+MAX_TOKEN_COUNT = 2**63 - 1
+_USAGE_KEYS = ("model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+
+
+def _check_token_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f"must be an integer number of tokens, not {type(value).__name__}")
+    if not 0 <= value <= MAX_TOKEN_COUNT:
+        raise _invalid(f"must be between 0 and {MAX_TOKEN_COUNT}, not {value}")
+    return value
+
+
+_TokenCount = Annotated[int, BeforeValidator(_check_token_count)]
+
 
 def _dotted(loc: Sequence[int | str]) -> str:
     """('messages', 3, 'content') -> 'messages[3].content'."""
@@ -303,6 +317,14 @@ class Message(_Value):
     kind: Annotated[_Text, AfterValidator(_check_kind)] = CHAT_KIND
     item_format: _Text | None = None
     item: Annotated[dict[str, Any] | None, BeforeValidator(_check_item)] = None
+    # Usage, when the provider reported it (filled by `append`/`save` callers and adapters).
+    # input_tokens counts every prompt token, cached ones included; output_tokens every
+    # generated token, reasoning ones included. Omitted from JSON when None.
+    model: _Text | None = None
+    input_tokens: _TokenCount | None = None
+    output_tokens: _TokenCount | None = None
+    cached_tokens: _TokenCount | None = None
+    reasoning_tokens: _TokenCount | None = None
 
     @classmethod
     def from_trusted(
@@ -315,6 +337,7 @@ class Message(_Value):
         kind: str,
         item_format: str | None,
         item: dict[str, Any] | None,
+        usage: Sequence[Any] = (),
     ) -> Message:
         """A message from values already validated (rows the store wrote), not re-checked.
 
@@ -332,6 +355,8 @@ class Message(_Value):
             "item_format": item_format,
             "item": item,
         }
+        state.update(dict.fromkeys(_USAGE_KEYS))
+        state.update(zip(_USAGE_KEYS, usage, strict=False))  # model, then the token counts
         object.__setattr__(message, "__dict__", state)
         object.__setattr__(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
         object.__setattr__(message, "__pydantic_extra__", None)
@@ -355,6 +380,9 @@ class Message(_Value):
                 self.kind,
                 self.item_format,
                 item,
+                self.model,
+                self.input_tokens,
+                self.output_tokens,
             )
         )
 
@@ -363,7 +391,7 @@ class Message(_Value):
     def _null_content_is_empty(cls, value: Any) -> Any:
         return "" if value is None else value
 
-    @field_validator("name", "tool_call_id", mode="before")
+    @field_validator("name", "tool_call_id", "model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -386,6 +414,9 @@ class Message(_Value):
                     data.pop(key, None)
             if data.get("kind") == CHAT_KIND:
                 del data["kind"]
+            for key in _USAGE_KEYS:
+                if data.get(key) is None:
+                    data.pop(key, None)
         return data
 
 
@@ -454,6 +485,13 @@ class Session(_Model):
     # Opaque to the domain: the store attaches what it last read or wrote for this object,
     # so that a save writes only the difference (and detects concurrent writers).
     _stored: Any = PrivateAttr(default=None)
+
+    @property
+    def version(self) -> int | None:
+        """The stored version this object was loaded or last saved at (None: never stored);
+        pass it as `expected_version` to `store.replace_history`."""
+        version = getattr(self._stored, "version", None)
+        return version if isinstance(version, int) else None
 
     @model_validator(mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from sqlsessions.models import (
     check_session_fields,
     check_session_id,
 )
+from sqlsessions.schema import USAGE_FIELDS
 from sqlsessions.steps import Operation as Operation
 from sqlsessions.steps import Steps as Steps
 from sqlsessions.steps import Transaction as Transaction
@@ -521,6 +522,7 @@ class StoreCore:
                         kind=only.kind,
                         item_format=only.item_format,
                         item=only.item,
+                        **{name: getattr(only, name) for name in USAGE_FIELDS},
                     )
                 else:
                     params.update(sql.append_array_params(new_messages))

@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -88,6 +89,20 @@ JSONValue: Any = JSON().with_variant(JSONB(), "postgresql").with_variant(JSONTex
 """A metadata value: JSONB on PostgreSQL, JSON text on SQLite."""
 
 
+def usage_columns() -> list[Column[Any]]:
+    """The model that produced a message and its token usage, as the provider reported it."""
+    return [
+        Column("model", Text(), nullable=True),
+        Column("input_tokens", BigInteger(), nullable=True),
+        Column("output_tokens", BigInteger(), nullable=True),
+        Column("cached_tokens", BigInteger(), nullable=True),
+        Column("reasoning_tokens", BigInteger(), nullable=True),
+    ]
+
+
+USAGE_FIELDS = ("model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+
+
 class NullableJSONText(JSONText):
     """`JSONText` where Python None is SQL NULL (not the JSON text `null`)."""
 
@@ -141,6 +156,10 @@ sessions = Table(
     # A random token written when the row is created: tells a session from an earlier one
     # deleted (or expired) under the same id, which also started at version 1.
     Column("incarnation", String(32), nullable=False, server_default=text("''")),
+    # Lineage of a fork (store.fork): the session it was copied from and the last position
+    # copied. Not a foreign key: a fork outlives its parent.
+    Column("parent_id", String(255), nullable=True),
+    Column("forked_at_seq", BigInteger(), nullable=True),
     Index(
         "ix_sessions_expires_at",
         "expires_at",
@@ -169,6 +188,7 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # The idempotency key of the append call that wrote this message (first message only).
     Column("append_key", String(64), nullable=True),
+    *usage_columns(),
     # 'message' for a chat message; another kind (e.g. 'reasoning') for a framework item
     # that is kept in order but is not counted as a message by the analytics views.
     Column("kind", String(32), nullable=False, server_default=text("'message'")),
@@ -217,7 +237,69 @@ session_metadata = Table(
     Column("value", JSONValue, nullable=False),
 )
 
-TABLES = (sessions, messages, tool_calls, session_metadata)
+model_prices = Table(
+    "model_prices",
+    metadata,
+    # Filled by the user (`sqlsessions prices set`, Store.set_model_prices): never by us.
+    Column("model", Text(), primary_key=True),
+    Column("effective_from", UTCDateTime(), primary_key=True),
+    Column("input_per_million", Float(), nullable=False),
+    Column("output_per_million", Float(), nullable=False),
+    Column("cached_input_per_million", Float(), nullable=True),
+)
+
+archived_messages = Table(
+    "archived_messages",
+    metadata,
+    # What store.replace_history replaced: one segment per replacement, the rows as they were.
+    Column(
+        "session_id",
+        String(255),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("segment", Integer(), primary_key=True, autoincrement=False),
+    Column("seq", BigInteger(), primary_key=True, autoincrement=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text(), nullable=False),
+    Column("name", Text(), nullable=True),
+    Column("tool_call_id", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("kind", String(32), nullable=False, server_default=text("'message'")),
+    Column("item_format", Text(), nullable=True),
+    Column("item", NullableJSONValue, nullable=True),
+    *usage_columns(),
+    Column("archived_at", UTCDateTime(), nullable=False),
+)
+
+archived_tool_calls = Table(
+    "archived_tool_calls",
+    metadata,
+    Column("session_id", String(255), primary_key=True),
+    Column("segment", Integer(), primary_key=True, autoincrement=False),
+    Column("message_seq", BigInteger(), primary_key=True, autoincrement=False),
+    Column("idx", Integer(), primary_key=True, autoincrement=False),
+    Column("call_id", Text(), nullable=False),
+    Column("type", Text(), nullable=False),
+    Column("function_name", Text(), nullable=False),
+    Column("arguments", Text(), nullable=False),
+    ForeignKeyConstraint(
+        ["session_id", "segment", "message_seq"],
+        ["archived_messages.session_id", "archived_messages.segment", "archived_messages.seq"],
+        name="fk_archived_tool_calls_archived_messages",
+        ondelete="CASCADE",
+    ),
+)
+
+TABLES = (
+    sessions,
+    messages,
+    tool_calls,
+    session_metadata,
+    model_prices,
+    archived_messages,
+    archived_tool_calls,
+)
 
 
 def metadata_for_schema(schema: str | None) -> MetaData:

@@ -45,7 +45,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Row
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
-from sqlsessions.schema import messages, session_metadata, sessions, tool_calls
+from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
 from sqlsessions.validation import numeric_safe_json_text
 
 ROLES = {role.value: role for role in Role}
@@ -83,7 +83,17 @@ select_session_head: Select[Any] = select(
 ).where(S.id == bindparam("sid"), live())
 """The cheap primary-key lookup that validates a cached session (incarnation and version)."""
 
-MESSAGE_COLUMNS = (M.seq, M.role, M.content, M.name, M.tool_call_id, M.kind, M.item_format, M.item)
+MESSAGE_COLUMNS = (
+    M.seq,
+    M.role,
+    M.content,
+    M.name,
+    M.tool_call_id,
+    M.kind,
+    M.item_format,
+    M.item,
+    *(M[name] for name in USAGE_FIELDS),
+)
 """What a message read selects, in the order `messages_from_rows` unpacks."""
 
 select_messages_after: Select[Any] = (
@@ -182,6 +192,10 @@ def _dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Inse
     return sqlite.insert(table)
 
 
+dialect_insert = _dialect_insert
+"""The dialect's INSERT construct (with ON CONFLICT support) for `table`."""
+
+
 # --- row <-> model mapping ---------------------------------------------------------------
 
 
@@ -242,6 +256,7 @@ def message_rows(
                 "kind": message.kind,
                 "item_format": message.item_format,
                 "item": message.item,
+                **{name: getattr(message, name) for name in USAGE_FIELDS},
             }
         )
         for idx, call in enumerate(message.tool_calls or ()):
@@ -274,7 +289,7 @@ def messages_from_rows(
         )
     seqs: list[int] = []
     result: list[Message] = []
-    for seq, role, content, name, tool_call_id, kind, item_format, item in rows:  # type: ignore[misc]
+    for seq, role, content, name, tool_call_id, kind, item_format, item, *usage in rows:  # type: ignore[misc]
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
@@ -287,6 +302,7 @@ def messages_from_rows(
                 kind,
                 item_format,
                 item,
+                usage,
             )
         )
     return seqs, result
@@ -306,6 +322,7 @@ MESSAGE_INSERT_COLUMNS = [
     "kind",
     "item_format",
     "item",
+    *USAGE_FIELDS,
 ]
 
 
@@ -388,6 +405,8 @@ def append_in_one_statement() -> CompoundSelect[Any]:
             bindparam("item_formats", type_=text_array),
             # Items travel as JSON text (NULL for none) and are cast to JSONB on insert.
             bindparam("items", type_=text_array),
+            bindparam("model_list", type_=text_array),
+            *(bindparam(f"{name}_list", type_=ARRAY(BigInteger())) for name in USAGE_FIELDS[1:]),
         )
         .table_valued(
             "role",
@@ -397,6 +416,7 @@ def append_in_one_statement() -> CompoundSelect[Any]:
             "kind",
             "item_format",
             "item",
+            *USAGE_FIELDS,
             with_ordinality="ord",
         )
         .render_derived(name="new_messages")
@@ -417,6 +437,7 @@ def append_in_one_statement() -> CompoundSelect[Any]:
             new_messages.c.kind,
             new_messages.c.item_format,
             cast(new_messages.c.item, JSONB()),
+            *(new_messages.c[name] for name in USAGE_FIELDS),
             case((new_messages.c.ord == 1, append_key), else_=null()),
         )
         .select_from(head)
@@ -470,6 +491,7 @@ def append_one_statement() -> CompoundSelect[Any]:
             bindparam("kind", type_=M.kind.type),
             bindparam("item_format", type_=M.item_format.type),
             bindparam("item", type_=M.item.type),
+            *(bindparam(name, type_=M[name].type) for name in USAGE_FIELDS),
             bindparam("append_key", type_=M.append_key.type),
         ).select_from(head),
     )
@@ -483,7 +505,7 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
         for key in (
             "roles", "contents", "names", "tool_call_ids", "kinds", "item_formats", "items",
             "call_positions", "call_indexes", "call_ids", "call_types", "call_names",
-            "call_arguments",
+            "call_arguments", *(f"{name}_list" for name in USAGE_FIELDS),
         )
     }  # fmt: skip
     for position, message in enumerate(new_messages, start=1):
@@ -492,6 +514,8 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
         params["names"].append(message.name)
         params["tool_call_ids"].append(message.tool_call_id)
         params["kinds"].append(message.kind)
+        for name in USAGE_FIELDS:
+            params[f"{name}_list"].append(getattr(message, name))
         params["item_formats"].append(message.item_format)
         params["items"].append(
             None if message.item is None else numeric_safe_json_text(message.item)

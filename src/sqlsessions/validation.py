@@ -56,6 +56,8 @@ def json_copy(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_copy(inner) for inner in value]
     return value
+
+
 MAX_JSON_DEPTH = 100
 """How deeply a metadata value may nest arrays and objects (``[[1]]`` is 2 levels deep).
 

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from sqlsessions import __version__
+from sqlsessions.cli.analytics import prices_app, search_command
 from sqlsessions.cli.common import State
 from sqlsessions.cli.data import export_command, import_command
 from sqlsessions.cli.db import db_app
@@ -41,6 +42,8 @@ app.command("stats")(stats_command)
 app.command("reap")(reap_command)
 app.command("demo")(demo_command)
 app.command("ui")(ui_command)
+app.command("search")(search_command)
+app.add_typer(prices_app, name="prices")
 
 
 def _print_version(value: bool) -> None:

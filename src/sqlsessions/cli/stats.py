@@ -32,13 +32,14 @@ def stats_command(
         ),
     ] = None,
 ) -> None:
-    """Show the analytics views: per-session summary, tool usage and daily activity."""
+    """Show the analytics views: per-session summary, tool usage, daily activity, token usage
+    and cost."""
     state = state_of(ctx)
     if view is not None and view not in VIEWS:
         fail(f"--view must be one of {', '.join(VIEWS)}, not {view!r}")
     if output_format is OutputFormat.csv and view is None:
         fail(f"--format csv prints one table: choose it with --view ({', '.join(VIEWS)})")
-    names = [view] if view else ["session_summary", "tool_usage", "daily_activity"]
+    names = [view] if view else ["session_summary", "tool_usage", "daily_activity", "usage_daily"]
     with reported_errors(state), state.open_store(existing=True) as store:
         ensure_schema(store.engine, state.schema, store.config.auto_migrate)
         views = [
@@ -56,6 +57,7 @@ def stats_command(
         "session_summary": "Sessions (latest activity first)",
         "tool_usage": "Tool usage per day",
         "daily_activity": "Daily activity",
+        "usage_daily": "Token usage and cost per day (cost: see `sqlsessions prices`)",
     }
     for rows in views:
         if not rows.rows:

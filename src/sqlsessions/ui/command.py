@@ -60,4 +60,3 @@ def ui_command(
         console.print(Text(f"Open {address}"))
     err().print(Text("Press Ctrl+C to stop.", style="dim"))
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
-
