@@ -28,8 +28,8 @@ from sqlsessions import (
 )
 
 SESSION = "rewritten"
-READS_PER_READER = 500  # four readers: 2,000 reads per facade
-READERS = ("get, cache on", "get, cache off", "get_if_exists", "history")
+READS_PER_READER = 400  # five readers: 2,000 reads per facade
+READERS = ("get, cache on", "get, cache off", "get_if_exists", "history", "last_messages")
 MAX_REWRITES = 1_000_000  # the rewriter stops when the readers are done, or at this bound
 
 
@@ -62,12 +62,13 @@ def torn_session(session: Any) -> str | None:
 
 
 def torn_history(messages: list[Message]) -> str | None:
-    """Why a history() result mixes versions (None if it is one whole version)."""
+    """Why a history() or last_messages() result mixes versions (None if it is one whole
+    version)."""
     if not messages:
-        return "history() returned []"
+        return "no messages"
     version = int(messages[0].content.split(":")[0])
     if messages != version_messages(version):
-        return f"history {[(m.content, bool(m.tool_calls)) for m in messages]}"
+        return f"messages {[(m.content, bool(m.tool_calls)) for m in messages]}"
     return None
 
 
@@ -126,6 +127,7 @@ def sync_readers(cached: Store, uncached: Store) -> dict[str, Callable[[], str |
         "get, cache off": lambda: torn_session(uncached.get(SESSION)),
         "get_if_exists": lambda: torn_session(cached.get_if_exists(SESSION)),
         "history": lambda: torn_history(uncached.history(SESSION, limit=50)),
+        "last_messages": lambda: torn_history(uncached.last_messages(SESSION)),
     }
 
 
@@ -160,11 +162,12 @@ def test_async_reads_under_a_concurrent_rewriter_are_never_torn(rewritten: str) 
             "get, cache off": lambda: uncached.get(SESSION),
             "get_if_exists": lambda: cached.get_if_exists(SESSION),
             "history": lambda: uncached.history(SESSION, limit=50),
+            "last_messages": lambda: uncached.last_messages(SESSION),
         }
         results: dict[str, list[str | None]] = {name: [] for name in readers}
 
         async def run(name: str) -> None:
-            check = torn_history if name == "history" else torn_session
+            check = torn_history if name in ("history", "last_messages") else torn_session
             for _ in range(READS_PER_READER):
                 results[name].append(check(await readers[name]()))
 

@@ -15,6 +15,7 @@ from sqlsessions import statements as sql
 from sqlsessions.models import Message, Role, check_session_id
 from sqlsessions.operations import Operation, Steps, Transaction, utcnow
 from sqlsessions.queries import check_limit
+from sqlsessions.steps import close_snapshot, open_snapshot
 
 ALL = 2**62
 """The row limit that means "every message" (both dialects take it as an integer)."""
@@ -31,10 +32,13 @@ def last_messages(dialect: str, session_id: str, limit: int | None = None) -> Op
 
     def steps(tx: Transaction) -> Steps[list[Message]]:
         params = {"sid": session_id, "now": utcnow(), "limit": ALL if limit is None else limit}
+        yield from open_snapshot(dialect)  # the messages and their tool calls agree
         rows = list(reversed((yield sql.select_tail, params).all()))
-        return (yield from _with_tool_calls(session_id, rows))
+        messages = yield from _with_tool_calls(session_id, rows)
+        yield from close_snapshot(dialect)
+        return messages
 
-    return Operation(steps, autocommit=dialect == "postgresql")
+    return Operation(steps, autocommit=dialect == "postgresql", snapshot=True)
 
 
 def pop(session_id: str, ttl: timedelta | None) -> Operation[Message | None]:
