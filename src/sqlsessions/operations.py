@@ -504,7 +504,9 @@ class StoreCore:
             yield sql.delete_session, {"sid": session_id}
             tx.after_commit(lambda: self._forget(session_id))
 
-        return Operation(steps, writes=True, autocommit=self.single_statements_atomic, direct=True)
+        return Operation(
+            steps, writes=True, autocommit=self.single_statements_atomic, direct=True
+        )
 
     def touch(self, session_id: str) -> Operation[None]:
         """Restart a live session's TTL without changing its content."""
@@ -527,4 +529,6 @@ class StoreCore:
 
             tx.after_commit(refresh_cache)
 
-        return Operation(steps, writes=True, autocommit=self.single_statements_atomic, direct=True)
+        return Operation(
+            steps, writes=True, autocommit=self.single_statements_atomic, direct=True
+        )

@@ -169,6 +169,7 @@ def new_incarnation() -> str:
     return secrets.token_hex(16)
 
 
+
 def session_row_params(
     session_id: str,
     *,
