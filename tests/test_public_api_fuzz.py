@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -310,7 +309,3 @@ def test_migrate_and_downgrade_raise_only_our_errors(
     only_ours(migrate, target, revision, schema=schema)
     only_ours(downgrade, target, revision, schema=schema)
     only_ours(migrate, scratch_sqlite)  # back at head for the next example
-
-
-def test_the_recursion_limit_is_untouched() -> None:
-    assert sys.getrecursionlimit() >= 1000

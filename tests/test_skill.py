@@ -93,9 +93,12 @@ def test_set_storage_accepts_an_existing_store_and_close_leaves_it_open(migrated
         skill = Skill()
         skill.set_storage(store)
         skill.init()
-        assert run(skill, "sessions_metadata_set", {"session_id": "a", "key": "k", "value": "1"})[
-            "status"
-        ] == "set"
+        assert (
+            run(skill, "sessions_metadata_set", {"session_id": "a", "key": "k", "value": "1"})[
+                "status"
+            ]
+            == "set"
+        )
         skill.close()
         assert store.get_if_exists("a").metadata == {"k": 1}
 

@@ -296,23 +296,29 @@ def test_a_json_array_is_streamed_element_by_element_with_bad_elements_reported(
     assert found[1][0] == 3 and found[1][1].startswith("not valid UTF-8: byte 0xc3")
     assert found[2:] == [(4, "s-0002"), (5, "s-0003"), (6, "s-0004")]
 
-    # An element over the size limit is skipped; reading goes on when the reader found its end
-    # within what it holds, else (it cannot find the next element) the rest is reported skipped.
-    elements[1] = json.dumps({"id": "huge", "metadata": {"blob": "y" * 5000}}).encode()
+    # An element over the size limit is skipped and reading goes on, whether the reader holds
+    # the whole element or has to scan past it chunk by chunk (brackets and escaped quotes
+    # inside its strings do not fool the scan).
+    blob = 'y[{"\\"' * 1000
+    elements[1] = json.dumps(
+        {"id": "huge", "metadata": {"blob": blob, "n": [1, {"a": 2}]}}
+    ).encode()
     data = b"[\n" + b",\n".join(elements) + b"\n]\n"
-    roomy = list(RecordReader(io.BytesIO(data), "big.json", max_record_chars=2000))
-    assert [(r.line, type(r).__name__) for r in roomy] == [
-        (2, "Record"),
-        (3, "BadRecord"),
-        (4, "Record"),
-        (5, "Record"),
-        (6, "Record"),
-    ]
-    assert "larger than 2000 characters" in roomy[1].reason  # type: ignore[union-attr]
-    tight = list(RecordReader(io.BytesIO(data), "big.json", max_record_chars=2000, chunk_bytes=256))
-    assert [(r.line, type(r).__name__) for r in tight] == [(2, "Record"), (3, "BadRecord")]
-    assert "larger than 2000 characters" in tight[1].reason  # type: ignore[union-attr]
-    assert "rest of the file is skipped" in tight[1].reason  # type: ignore[union-attr]
+    for chunk in (65536, 256, 7):
+        reader = RecordReader(
+            io.BytesIO(data), "big.json", max_record_chars=2000, chunk_bytes=chunk
+        )
+        found = list(reader)
+        assert [(r.line, type(r).__name__) for r in found] == [
+            (2, "Record"),
+            (3, "BadRecord"),
+            (4, "Record"),
+            (5, "Record"),
+            (6, "Record"),
+        ], chunk
+        assert found[1].reason == "record larger than 2000 characters; skipped"  # type: ignore[union-attr]
+        if chunk < 2000:
+            assert reader.largest_buffer < 2 * 2000 + 2 * chunk  # never the whole element
 
 
 @pytest.mark.parametrize("layout", ["jsonl", "array"])

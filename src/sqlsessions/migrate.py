@@ -196,7 +196,9 @@ def migrate(
     _check_revision_text(revision)
     from sqlsessions.distribute import distribute_connection, is_distributed  # imports us
 
-    with _connection(url_or_engine) as conn:
+    # The in-process lock is held until the transaction commits: the next migration must
+    # read the revision this one wrote.
+    with _ALEMBIC_IN_PROCESS, _connection(url_or_engine) as conn:
         upgrade_connection(conn, revision, schema)
         # Tables a new revision adds to a distributed database are distributed at once too.
         if distribute or is_distributed(conn, schema):
@@ -209,7 +211,7 @@ def downgrade(
     """Downgrade the database to `revision` (`base` removes every sqlsessions table)."""
     check_schema_name(schema)
     _check_revision_text(revision)
-    with _connection(url_or_engine) as conn:
+    with _ALEMBIC_IN_PROCESS, _connection(url_or_engine) as conn:
         _run_alembic(conn, schema, revision, command.downgrade)
 
 

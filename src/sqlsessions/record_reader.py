@@ -10,8 +10,9 @@ Limits (documented in the README):
 
 * a record (a line, an array element, or a whole single document) may be at most
   `MAX_RECORD_CHARS` characters; a longer JSONL line is skipped and reading goes on;
-* in a JSON array, an element that is not valid JSON or is too large ends the array (the
-  rest of the file cannot be found reliably without it): that is reported and the rest skipped;
+* in a JSON array, an element that is too large is skipped without being held (its end is
+  found by scanning), and reading goes on; an element that is not valid JSON ends the array
+  (the next element cannot be found reliably): that is reported and the rest skipped;
 * a single multi-line JSON object (a session or a key -> session map) is read whole, so it
   must fit in `MAX_RECORD_CHARS`: use JSON Lines or a JSON array for larger dumps.
 """
@@ -35,6 +36,9 @@ _BOM = "\ufeff"
 # Bytes that are not UTF-8 decode (errors="surrogateescape") to U+DC80..U+DCFF, which a valid
 # UTF-8 file never yields: finding one in a record's text means the record had a bad byte.
 _BAD_BYTE = re.compile("[\udc80-\udcff]")
+_STRUCTURE = re.compile(r'["\[\]{}]')
+_STRING_BODY = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)  # up to the closing quote
+_SCALAR_END = re.compile(r"[,\]}\s]")
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,8 @@ class RecordReader:
             try:
                 document = self._value()
             except _Unreadable as exc:
+                if self._too_large_reason(exc) and not exc.resumable and self._skip_value():
+                    exc.resumable = True  # found its end without holding it
                 if not exc.resumable:
                     yield self._bad(line, f"{exc.reason}; the rest of the file is skipped")
                     return
@@ -315,6 +321,45 @@ class RecordReader:
             if bad_byte is not None:
                 raise _Unreadable(bad_byte, resumable=True)
             return value
+
+    def _skip_value(self) -> bool:
+        """Move past the JSON value at the read position, holding at most a chunk of it at a
+        time (it was too large to decode); False when the stream ends inside it."""
+        if self._text[self._pos] not in '"[{':  # a scalar: up to the next delimiter
+            while (end := _SCALAR_END.search(self._text, self._pos)) is None:
+                self._discard_buffer()
+                if not self._fill():
+                    return True
+            self._advance(end.start())
+            return True
+        depth, in_string = 0, False
+        while True:
+            if in_string:
+                body_end = _STRING_BODY.match(self._text, self._pos).end()  # type: ignore[union-attr]
+                self._advance(body_end)
+                if body_end < len(self._text) and self._text[body_end] == '"':
+                    self._advance(body_end + 1)
+                    in_string = False
+                    if depth == 0:
+                        return True
+                elif not self._fill():
+                    return False
+                continue
+            found = _STRUCTURE.search(self._text, self._pos)
+            if found is None:
+                self._discard_buffer()
+                if not self._fill():
+                    return False
+                continue
+            self._advance(found.end())
+            if found.group() == '"':
+                in_string = True
+            elif found.group() in "[{":
+                depth += 1
+            else:
+                depth -= 1
+                if depth <= 0:
+                    return True
 
     def _documents(self, line: int, document: Any) -> Iterator[Record]:
         """A document, or each session of a key -> session map (a key-value store dump)."""
