@@ -31,7 +31,9 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 from bench import report  # noqa: E402
+from bench.adk import run_adk  # noqa: E402
 from bench.fleet import run_fleet  # noqa: E402
+from bench.frameworks import run_frameworks  # noqa: E402
 from bench.harness import Row, Settings  # noqa: E402
 from bench.prepared import run_prepared  # noqa: E402
 from bench.scale import run_list, run_reaper  # noqa: E402
@@ -47,6 +49,8 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "reaper": run_reaper,
     "fleet": run_fleet,  # PostgreSQL only: K agents at once
     "prepared": run_prepared,  # PostgreSQL: the cost of the PgBouncer-safe default
+    "frameworks": run_frameworks,  # issue 11: each adapter against the framework's own backend
+    "adk": run_adk,  # Google ADK adapter against ADK's DatabaseSessionService
 }
 ALIASES = {"blob": "save"}
 RESULTS = ROOT / "bench" / "results"

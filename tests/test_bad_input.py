@@ -492,3 +492,50 @@ def test_start_reaper_rejects_a_bad_batch_size_before_starting(dialect_store: An
 )
 def test_store_config_rejects_a_ttl_that_cannot_be_represented(bad: Any) -> None:
     rejects("ttl", StoreConfig, url="sqlite:///sessions.db", ttl=bad)
+
+
+# --- out-of-range values: never OverflowError, UnicodeEncodeError or RecursionError -----------
+
+
+def forged_cursor(payload: bytes) -> str:
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+FORGED_CURSORS = [
+    forged_cursor(
+        json.dumps(["2026-01-01T00:00:00+00:00", "\ud800"]).encode("utf-8", "surrogatepass")
+    ),
+    forged_cursor(b'["2026-01-01T00:00:00+00:00", "\\ud800"]'),  # a lone surrogate, escaped
+    forged_cursor(b"[" * 100_000),  # deeper than the JSON parser recurses
+    forged_cursor(json.dumps(["0001-01-01T00:00:00+05:00", "x"]).encode()),  # before year 1 in UTC
+    forged_cursor(json.dumps(["2026-01-01T00:00:00", "x"]).encode()),  # no offset: not ours
+    forged_cursor(json.dumps(["2026-01-01T00:00:00+00:00", 7]).encode()),
+    "A" * 100_000,
+]
+
+
+def test_out_of_range_numbers_forged_cursors_and_edge_timestamps_are_invalid_input(
+    store: Any, seeded: Callable[[], None]
+) -> None:
+    for bad in (2**63, 2**64, 10**400, 1_000_001):
+        rejects("batch_size", store.reap_expired, batch_size=bad)
+        rejects("batch_size", start_reaper, store, batch_size=bad)
+    for bad in (2**31, 2**63, 10**400):
+        rejects("limit", store.history, SEEDED, limit=bad)
+        rejects("interval", start_reaper, store, interval=bad)
+    for bad in FORGED_CURSORS:
+        rejects("cursor", store.list_sessions, cursor=bad)
+    edge = datetime.min.replace(tzinfo=timezone(timedelta(hours=5)))
+    rejects("updated_after", store.list_sessions, updated_after=edge)
+    rejects("updated_before", store.list_sessions, updated_before=edge)
+    session = store.get(SEEDED)
+    session.created_at = edge  # assigned directly: only save can check it
+    rejects("created_at", store.save, session)
+    seeded()
+
+
+def test_store_config_rejects_out_of_range_and_mistyped_settings_naming_them() -> None:
+    rejects("ttl", StoreConfig, ttl=10**400)
+    rejects("schema", StoreConfig, schema=5)
+    rejects("engine_options", StoreConfig, engine_options=["pool_size", 5])
+    rejects("auto_migrate", StoreConfig, auto_migrate="yes")

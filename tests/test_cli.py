@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from typer.testing import CliRunner
 
 from sqlsessions import Role, Store, StoreConfig, ToolCall, ToolFunction
 from sqlsessions.cli import app
-from sqlsessions.cli_demo import DEMO_SESSION_ID
+from sqlsessions.cli.demo import DEMO_SESSION_ID
 from sqlsessions.migrate import head_revision
 from sqlsessions.schema import sessions
 
@@ -81,8 +83,15 @@ def test_help_lists_every_command() -> None:
 # --- db -------------------------------------------------------------------------------------
 
 
+def create_empty_database(url: str) -> None:
+    """Make sure the database exists (a SQLite file is created empty; PostgreSQL's exists)."""
+    if url.startswith("sqlite"):
+        sqlite3.connect(make_url(url).database or "").close()
+
+
 def test_db_commands_migrate_report_and_check_the_schema(db_url: str) -> None:
     head = head_revision()
+    create_empty_database(db_url)
     assert "none" in ok("--url", db_url, "db", "current").stdout
     drift = cli("--url", db_url, "db", "check")
     assert drift.exit_code == 1
@@ -93,11 +102,11 @@ def test_db_commands_migrate_report_and_check_the_schema(db_url: str) -> None:
     assert f"{head} (head)" in ok("--url", db_url, "db", "current").stdout
     assert "matches the migrations" in ok("--url", db_url, "db", "check").stdout
 
-    assert "is at revision 0001" in ok("--url", db_url, "db", "downgrade", "0001").stdout
+    assert "is at revision 0001" in ok("--url", db_url, "db", "downgrade", "0001", "--yes").stdout
     assert "0001 (head is" in ok("--url", db_url, "db", "current").stdout
     ok("--url", db_url, "db", "upgrade", "0002")
     assert "0002" in ok("--url", db_url, "db", "current").stdout
-    assert "is at revision base" in ok("--url", db_url, "db", "downgrade", "base").stdout
+    assert "is at revision base" in ok("--url", db_url, "db", "downgrade", "base", "-y").stdout
 
 
 def test_db_history_lists_every_migration_newest_first() -> None:
@@ -142,6 +151,7 @@ def test_an_invalid_url_is_reported_as_an_error() -> None:
 
 
 def test_commands_on_an_unmigrated_postgresql_say_to_run_db_upgrade(db_url: str) -> None:
+    create_empty_database(db_url)
     result = cli("--url", db_url, "sessions", "list")
     if db_url.startswith("sqlite"):  # SQLite migrates itself on first use
         assert result.exit_code == 0, result.output
@@ -194,11 +204,11 @@ def test_sessions_show_of_an_unknown_session_is_an_error(migrated_url: str) -> N
 
 def test_sessions_delete_removes_a_session_and_reports_an_unknown_one(migrated_url: str) -> None:
     record_chat(migrated_url)
-    deleted = ok("--url", migrated_url, "sessions", "delete", "chat")
+    deleted = ok("--url", migrated_url, "sessions", "delete", "chat", "--yes")
     assert "Deleted session 'chat'" in deleted.stdout
     with Store(StoreConfig(url=migrated_url)) as store:
         assert store.list() == []
-    missing = cli("--url", migrated_url, "sessions", "delete", "chat")
+    missing = cli("--url", migrated_url, "sessions", "delete", "chat", "--yes")
     assert missing.exit_code == 1 and "session not found" in missing.stderr
     ok("--url", migrated_url, "sessions", "delete", "chat", "--missing-ok")
 
@@ -320,4 +330,101 @@ def test_the_schema_option_puts_everything_in_that_postgresql_schema(postgres_ur
     assert "book_table" in ok(*base, "stats").stdout
     assert DEMO_SESSION_ID in ok(*base, "sessions", "list").stdout
     assert "matches the migrations" in ok(*base, "db", "check").stdout
-    ok(*base, "db", "downgrade", "base")
+    ok(*base, "db", "downgrade", "base", "--yes")
+
+
+# --- safety: confirmation, no accidental databases, which database, version ------------------
+
+
+def test_destructive_commands_refuse_without_yes_when_nobody_can_be_asked(
+    migrated_url: str,
+) -> None:
+    record_chat(migrated_url)
+    for command in (["db", "downgrade", "base"], ["sessions", "delete", "chat"]):
+        result = cli("--url", migrated_url, *command)
+        assert result.exit_code == 1
+        errors = result.stderr.strip().splitlines()
+        assert errors[-1].startswith("Error: refusing to") and "without --yes" in errors[-1]
+    assert f"{head_revision()} (head)" in ok("--url", migrated_url, "db", "current").stdout
+    with Store(StoreConfig(url=migrated_url)) as store:
+        assert store.list() == ["chat"]
+
+
+def test_destructive_commands_ask_and_do_nothing_unless_the_answer_is_yes(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sqlsessions.cli.common.is_interactive", lambda: True)
+    record_chat(migrated_url)
+    declined = cli("--url", migrated_url, "sessions", "delete", "chat", input="n\n")
+    assert declined.exit_code == 1 and "cancelled; nothing was changed" in declined.stderr
+    assert "delete session 'chat' and its 4 message(s)" in declined.stderr
+    with Store(StoreConfig(url=migrated_url)) as store:
+        assert store.list() == ["chat"]
+    accepted = cli("--url", migrated_url, "sessions", "delete", "chat", input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    with Store(StoreConfig(url=migrated_url)) as store:
+        assert store.list() == []
+    downgraded = cli("--url", migrated_url, "db", "downgrade", "base", input="y\n")
+    assert downgraded.exit_code == 0, downgraded.output
+    assert "data is dropped" in downgraded.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sessions", "list"],
+        ["sessions", "show", "x"],
+        ["sessions", "delete", "x", "--yes"],
+        ["export"],
+        ["stats"],
+        ["reap"],
+        ["db", "current"],
+        ["db", "check"],
+        ["db", "downgrade", "base", "--yes"],
+    ],
+    ids=" ".join,
+)
+def test_read_commands_never_create_a_missing_sqlite_database(
+    tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "typo.db"
+    result = cli("--url", f"sqlite:///{path}", *command)
+    assert result.exit_code == 1
+    assert f"no database at sqlite:///{path}: the file {path} does not exist" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not path.exists()
+
+
+def test_every_command_says_which_database_it_opened_with_the_password_masked(
+    migrated_url: str,
+) -> None:
+    record_chat(migrated_url)
+    shown_url = make_url(migrated_url).render_as_string(hide_password=True)
+    for command in (["sessions", "list"], ["export"], ["stats"], ["db", "current"], ["reap"]):
+        assert f"Database: {shown_url}" in ok("--url", migrated_url, *command).stderr
+    secret = "postgresql://someone:pa55-secret@127.0.0.1:9/nowhere"
+    failed = cli("--url", secret, "sessions", "list")
+    assert "Database: postgresql://someone:***@127.0.0.1:9/nowhere" in failed.stderr
+    assert "pa55-secret" not in failed.output
+
+
+def test_version_is_printed_by_the_command_and_exposed_by_the_package() -> None:
+    import sqlsessions
+
+    assert sqlsessions.__version__ == version("sqlsessions")
+    assert ok("--version").stdout.strip() == f"sqlsessions {sqlsessions.__version__}"
+
+
+def test_cli_errors_are_one_line_without_a_traceback(migrated_url: str, tmp_path: Path) -> None:
+    cases = [
+        ["db", "upgrade", "9999"],
+        ["db", "downgrade", "not-a-revision", "--yes"],
+        ["sessions", "show", "\x00"],
+        ["export", "-o", str(tmp_path / "missing-dir" / "out.jsonl")],
+    ]
+    for command in cases:
+        result = cli("--url", migrated_url, *command)
+        assert result.exit_code == 1, (command, result.output)
+        errors = [line for line in result.stderr.splitlines() if not line.startswith("Database:")]
+        assert len(errors) == 1 and errors[0].startswith("Error: "), (command, result.stderr)
+        assert "Traceback" not in result.output

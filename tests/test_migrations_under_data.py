@@ -356,3 +356,44 @@ def test_check_reports_each_column_or_index_altered_by_hand_while_data_is_kept(
         run_sql(db_url, "ALTER TABLE messages RENAME COLUMN display_name TO name")
     with Store(StoreConfig(url=db_url, auto_migrate=False)) as store:
         assert store.get_if_exists("kept").model_dump() == expected
+
+
+# --- 0005: lossless items ------------------------------------------------------------------------
+
+BEFORE_ITEMS = "0004"
+
+
+def test_messages_written_before_items_existed_become_chat_messages_and_items_survive_downgrade(
+    db_url: str,
+) -> None:
+    migrate(db_url, BEFORE_ITEMS)
+    write_first_revision_rows(db_url)
+    migrate(db_url)
+    assert check(db_url) == []
+    reasoning = {"type": "reasoning", "id": "rs_1", "encrypted_content": "gAAA", "x": [1.0, 2]}
+    with Store(StoreConfig(url=db_url)) as store:
+        assert_sessions_intact(store)
+        assert all(m.kind == "message" and m.item is None for m in store.get("full").messages)
+        store.append(
+            "full",
+            Message(role=Role.ASSISTANT, kind="reasoning", item_format="f", item=reasoning),
+        )
+        store.clear_cache()
+        assert store.get("full").messages[-1].item == reasoning
+    counts = run_sql(db_url, "SELECT total_messages FROM session_summary WHERE session_id = 'full'")
+    assert [tuple(row) for row in counts] == [(4,)]  # the reasoning item is not a message
+
+    downgrade(db_url, BEFORE_ITEMS)
+    assert current(db_url) == BEFORE_ITEMS
+    counts = run_sql(db_url, "SELECT total_messages FROM session_summary WHERE session_id = 'full'")
+    assert [tuple(row) for row in counts] == [(5,)]  # every row kept, now read as a message
+    migrate(db_url)
+    assert check(db_url) == []
+    with Store(StoreConfig(url=db_url)) as store:
+        messages = store.get_if_exists("full").messages
+        assert messages[:4] == EXPECTED["full"]["messages"]
+        assert (messages[4].role, messages[4].kind, messages[4].item) == (
+            Role.ASSISTANT,
+            "message",
+            None,
+        )

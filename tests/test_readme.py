@@ -26,11 +26,21 @@ def test_readme_has_the_quickstart_and_the_asyncio_example() -> None:
     assert any("with Store(" in block for block in examples)
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(len(runnable_examples())))
 def test_readme_example_runs(index: int, migrated_url: str, tmp_path: Path) -> None:
-    code = runnable_examples()[index].replace("sqlite:///sessions.db", migrated_url)
+    run_example(runnable_examples()[index], migrated_url, tmp_path)
+
+
+def test_the_edit_a_message_example_runs_after_the_quickstart(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    edit = next(block for block in PYTHON_BLOCKS if ".replace(content=" in block)
+    run_example(runnable_examples()[0] + "\n" + edit, migrated_url, tmp_path)
+
+
+def run_example(code: str, url: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
-    script.write_text(code)
+    script.write_text(code.replace("sqlite:///sessions.db", url))
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, check=False
     )

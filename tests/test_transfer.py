@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from sqlsessions import Role, Store, StoreConfig
+from sqlsessions import Message, Role, Store, StoreConfig
 from sqlsessions.cli import app
 from sqlsessions.models import parse_timestamp
+from sqlsessions.record_reader import RecordReader
 from sqlsessions.schema import messages, session_metadata, sessions, tool_calls
 from sqlsessions.transfer import (
     BadRecord,
@@ -82,8 +85,13 @@ def dump() -> list[dict[str, Any]]:
 
 
 def canonical(doc: dict[str, Any]) -> dict[str, Any]:
-    """A session document with timestamps as instants (microseconds) and empty fields dropped."""
-    out = {key: value for key, value in doc.items() if value not in ("", {}, None)}
+    """A session document with timestamps as instants (microseconds) and empty fields dropped
+    (and the export's extra `expires_at`, which the Go package does not have)."""
+    out = {
+        key: value
+        for key, value in doc.items()
+        if value not in ("", {}, None) and key != "expires_at"
+    }
     out["created_at"] = parse_timestamp(doc["created_at"])
     out["updated_at"] = parse_timestamp(doc["updated_at"])
     out.setdefault("messages", [])
@@ -201,9 +209,7 @@ def test_bad_records_are_reported_with_their_line_and_the_rest_is_imported(
 def test_json_files_may_hold_one_session_a_list_or_a_key_value_dump(tmp_path: Path) -> None:
     doc = {"id": "a", "messages": []}
     (tmp_path / "one.json").write_text(json.dumps(doc, indent=2))
-    (tmp_path / "list.json").write_text(
-        '[\n  {"id": "a"},\n  {"id": "b"},\n  7\n]'
-    )
+    (tmp_path / "list.json").write_text('[\n  {"id": "a"},\n  {"id": "b"},\n  7\n]')
     (tmp_path / "kv.json").write_text(
         json.dumps({"session:a": doc, "session:b": json.dumps({"id": "b"})})
     )
@@ -242,3 +248,127 @@ def test_export_can_keep_only_one_agents_sessions(
     ids = [json.loads(line)["id"] for line in result.stdout.splitlines()]
     assert ids == sorted(doc["id"] for doc in dump[:40] if doc.get("agent_id") == "sales")
     assert ids
+
+
+# --- streaming: bad records by line, bounded memory ------------------------------------------
+
+
+def jsonl_records(count: int, padding: int = 50) -> list[bytes]:
+    return [
+        json.dumps(
+            {"id": f"s-{i:04d}", "messages": [{"role": "user", "content": "x" * padding}]}
+        ).encode()
+        for i in range(count)
+    ]
+
+
+def test_an_invalid_utf8_byte_and_an_oversized_record_are_reported_by_line_and_the_rest_imported(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    lines = jsonl_records(200)
+    lines[49] = lines[49].replace(b"xxxx", b"xx\xffx", 1)  # line 50: one bad byte mid-record
+    lines[119] = json.dumps({"id": "huge", "metadata": {"blob": "y" * 5000}}).encode()  # line 120
+    source = tmp_path / "dump.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+
+    result = cli("--url", migrated_url, "import", "--max-record-size", "2000", str(source))
+    assert result.exit_code == 1
+    err = result.stderr
+    assert f"{source}:50: not valid UTF-8: byte 0xff" in err
+    assert f"{source}:120: record larger than 2000 characters; skipped" in err
+    assert "198 imported, 0 unchanged, 2 skipped" in err
+    with Store(StoreConfig(url=migrated_url)) as store:
+        ids = store.list()
+    assert len(ids) == 198 and "s-0049" not in ids and "huge" not in ids and "s-0199" in ids
+
+
+def test_a_json_array_is_streamed_element_by_element_with_bad_elements_reported(
+    tmp_path: Path,
+) -> None:
+    elements = jsonl_records(5)
+    elements[1] = elements[1].replace(b"xxxx", b"xx\xc3x", 1)  # a truncated 2-byte sequence
+    (tmp_path / "list.json").write_bytes(b"[\n" + b",\n".join(elements) + b"\n]\n")
+    found = [
+        (r.line, r.document["id"] if isinstance(r, Record) else r.reason)
+        for r in read_records(tmp_path / "list.json")
+    ]
+    assert found[0] == (2, "s-0000")
+    assert found[1][0] == 3 and found[1][1].startswith("not valid UTF-8: byte 0xc3")
+    assert found[2:] == [(4, "s-0002"), (5, "s-0003"), (6, "s-0004")]
+
+    # An element over the size limit is skipped; reading goes on when the reader found its end
+    # within what it holds, else (it cannot find the next element) the rest is reported skipped.
+    elements[1] = json.dumps({"id": "huge", "metadata": {"blob": "y" * 5000}}).encode()
+    data = b"[\n" + b",\n".join(elements) + b"\n]\n"
+    roomy = list(RecordReader(io.BytesIO(data), "big.json", max_record_chars=2000))
+    assert [(r.line, type(r).__name__) for r in roomy] == [
+        (2, "Record"),
+        (3, "BadRecord"),
+        (4, "Record"),
+        (5, "Record"),
+        (6, "Record"),
+    ]
+    assert "larger than 2000 characters" in roomy[1].reason  # type: ignore[union-attr]
+    tight = list(RecordReader(io.BytesIO(data), "big.json", max_record_chars=2000, chunk_bytes=256))
+    assert [(r.line, type(r).__name__) for r in tight] == [(2, "Record"), (3, "BadRecord")]
+    assert "larger than 2000 characters" in tight[1].reason  # type: ignore[union-attr]
+    assert "rest of the file is skipped" in tight[1].reason  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "array"])
+def test_the_reader_holds_one_record_and_one_chunk_never_the_file(layout: str) -> None:
+    records = jsonl_records(2000, padding=200)
+    longest = max(len(record) for record in records)
+    data = b"\n".join(records) + b"\n" if layout == "jsonl" else b"[" + b",\n".join(records) + b"]"
+    chunk = 4096
+    reader = RecordReader(io.BytesIO(data), "dump", max_record_chars=longest, chunk_bytes=chunk)
+    consumed, separator = (0, len(b"\n")) if layout == "jsonl" else (len(b"["), len(b",\n"))
+    for count, record in enumerate(reader, start=1):
+        assert isinstance(record, Record)
+        consumed += len(records[count - 1]) + separator
+        # Never more than one chunk read ahead of the record being handed out...
+        assert reader.bytes_read <= consumed + chunk
+        # ...and never more text held than a record plus a chunk.
+        assert reader.largest_buffer <= longest + 2 * chunk
+    assert count == 2000
+    assert reader.bytes_read == len(data) > 50 * (longest + 2 * chunk)
+
+
+def test_a_pretty_printed_file_that_is_not_one_document_is_read_as_json_lines(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    text = '{not json at all\n{"id": "second"}\n'
+    for source in ("file", "stdin"):
+        (tmp_path / "odd.jsonl").write_text(text)
+        args = [str(tmp_path / "odd.jsonl")] if source == "file" else ["-"]
+        result = CliRunner().invoke(
+            app, ["--url", migrated_url, "import", *args], input=text if source == "stdin" else None
+        )
+        assert result.exit_code == 1
+        assert ":1: not valid JSON" in result.stderr
+        assert "skipped" in result.stderr
+    with Store(StoreConfig(url=migrated_url)) as store:
+        assert store.list() == ["second"]
+
+
+def test_export_keeps_expires_at_and_import_restores_it(migrated_url: str, tmp_path: Path) -> None:
+    with Store(StoreConfig(url=migrated_url, ttl=timedelta(hours=5))) as store:
+        store.append("five-hours", Message(role=Role.USER, content="x"))
+    with Store(StoreConfig(url=migrated_url, ttl=None)) as store:
+        store.append("forever", Message(role=Role.USER, content="y"))
+    result = cli("--url", migrated_url, "export", "-o", str(tmp_path / "out.jsonl"))
+    assert result.exit_code == 0, result.output
+    docs = {
+        doc["id"]: doc for doc in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
+    }
+    assert docs["forever"]["expires_at"] is None
+    expires = parse_timestamp(docs["five-hours"]["expires_at"])
+    assert timedelta(hours=4) < expires - datetime.now(timezone.utc) <= timedelta(hours=5)
+
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    assert cli("--url", copy, "import", str(tmp_path / "out.jsonl")).exit_code == 0
+    with Store(StoreConfig(url=copy)) as store:
+        page = store.list_sessions()
+    assert {s.id: s.expires_at for s in page.sessions} == {"five-hours": expires, "forever": None}
+    again = cli("--url", copy, "import", str(tmp_path / "out.jsonl"))
+    assert "0 imported, 2 unchanged, 0 skipped" in again.stderr

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sqlsessions import queries
+from sqlsessions import queries, tail
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.direct import AsyncDirectExecutor
 from sqlsessions.engine import (
@@ -115,6 +115,26 @@ class AsyncStore:
     async def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
         return await self._run(queries.history(self._core.dialect, session_id, limit))
+
+    async def last_messages(
+        self, session_id: str, limit: int | None = None
+    ) -> builtins.list[Message]:
+        """The last `limit` messages (every one when None), oldest first, exactly `limit` when
+        there are that many (unlike `history`, no widening around tool results). A session
+        that does not exist or has expired has no messages: the result is empty."""
+        return await self._run(tail.last_messages(self._core.dialect, session_id, limit))
+
+    async def pop(self, session_id: str) -> Message | None:
+        """Remove the session's last message and return it (None if it has none or is absent).
+
+        Atomic and server-side: concurrent pops never return the same message, and a
+        concurrent append is either before or after it. Restarts the session's TTL."""
+        return await self._run(tail.pop(session_id, self.config.ttl))
+
+    async def clear(self, session_id: str) -> int:
+        """Remove every message of the session server-side (metadata and the session stay);
+        returns how many were removed (0 if the session is absent). Restarts the TTL."""
+        return await self._run(tail.clear(session_id, self.config.ttl))
 
     async def list_sessions(
         self,

@@ -58,7 +58,8 @@ class StoreConfig:
     def __post_init__(self) -> None:
         ttl: Any = self.ttl
         if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-            if not math.isfinite(ttl) or not 0 < ttl <= MAX_TTL.total_seconds():
+            # Compared before math.isfinite, which overflows on a huge integer.
+            if not 0 < ttl <= MAX_TTL.total_seconds() or not math.isfinite(ttl):
                 raise InvalidInputError("ttl", f"must be between 0 and {MAX_TTL} (or None)")
             object.__setattr__(self, "ttl", timedelta(seconds=ttl))
         elif ttl is not None and not isinstance(ttl, timedelta):
@@ -67,7 +68,9 @@ class StoreConfig:
             raise InvalidInputError(
                 "ttl", f"must be positive and at most {MAX_TTL} (use None for no expiration)"
             )
-        if self.schema is not None and not self.schema.isidentifier():
+        if self.schema is not None and (
+            not isinstance(self.schema, str) or not self.schema.isidentifier()
+        ):
             raise InvalidInputError("schema", "must be a plain SQL identifier")
         if (
             isinstance(self.cache_size, bool)
@@ -75,6 +78,12 @@ class StoreConfig:
             or self.cache_size < 0
         ):
             raise InvalidInputError("cache_size", "must be a non-negative integer")
+        if not isinstance(self.engine_options, dict) or not all(
+            isinstance(key, str) for key in self.engine_options
+        ):
+            raise InvalidInputError("engine_options", "must be a dict of keyword arguments")
+        if self.auto_migrate is not None and not isinstance(self.auto_migrate, bool):
+            raise InvalidInputError("auto_migrate", "must be True, False or None")
         normalize_url(self.url)  # fail early on a malformed URL
         object.__setattr__(self, "prepare_threshold", self._resolved_prepare_threshold())
 

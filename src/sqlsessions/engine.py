@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsessions.config import StoreConfig, mask_password, normalize_url
-from sqlsessions.errors import SqlSessionsError, StorageError
+from sqlsessions.errors import SchemaNotReadyError, SqlSessionsError, StorageError
 from sqlsessions.schema import json_text
 from sqlsessions.steps import Transaction
 
@@ -137,10 +137,32 @@ def retry_delay_or_raise(
     return delay
 
 
+_MISSING_OBJECT_SQLSTATES = {"42P01", "42703", "3F000"}  # undefined table, column, schema
+
+
+def is_missing_schema_object(exc: BaseException) -> bool:
+    """A database error saying a sqlsessions table or column does not exist (dropped, or never
+    migrated): the schema is not ready, nothing is wrong with the request."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(orig, "sqlstate", None) in _MISSING_OBJECT_SQLSTATES:
+        return True
+    message = str(orig).lower()
+    return type(orig).__name__ == "OperationalError" and (
+        message.startswith("no such table") or message.startswith("no such column")
+    )
+
+
 def wrap_error(exc: BaseException, url: URL) -> SqlSessionsError:
-    """A driver or SQLAlchemy error as a StorageError whose text never shows the password."""
+    """A driver or SQLAlchemy error as a StorageError whose text never shows the password
+    (SchemaNotReadyError when a sqlsessions table or column is missing)."""
     if isinstance(exc, SqlSessionsError):
         return exc
+    if is_missing_schema_object(exc):
+        detail = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+        return SchemaNotReadyError(
+            f"the sqlsessions schema in {mask_password(url)} is incomplete ({detail}): "
+            "run `sqlsessions db upgrade`"
+        )
     detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
     if isinstance(exc, SQLAlchemyError):
         detail = detail.split("\n(Background on this error")[0]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +15,23 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, pool, text
 from sqlalchemy.engine import URL
 
 from sqlsessions.config import StoreConfig, normalize_url
 from sqlsessions.engine import engine_options, is_database_error, wrap_error
-from sqlsessions.errors import SchemaNotReadyError, SqlSessionsError
+from sqlsessions.errors import InvalidInputError, SchemaNotReadyError, SqlSessionsError
 from sqlsessions.schema import metadata_for_schema
 
 VERSION_TABLE = "sqlsessions_alembic_version"
 UPGRADE_COMMAND = "sqlsessions db upgrade"
+
+# Alembic keeps the running migration's context in module globals: two migrations in one
+# process must never overlap, whatever the database. Across processes, PostgreSQL migrations
+# queue on an advisory lock (`serialize_migrations`); SQLite's write lock does the same there.
+_ALEMBIC_IN_PROCESS = threading.RLock()
 
 
 def migrations_directory() -> Path:
@@ -89,11 +99,75 @@ def _connection(target: str | URL | Engine | Connection) -> Iterator[Connection]
             engine.dispose()
 
 
+@lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    """Every revision this sqlsessions ships."""
+    return frozenset(rev for rev, _down, _doc in history())
+
+
+def newer_database_message(found: str) -> str:
+    """What to say about a database migrated by a newer sqlsessions than this one."""
+    return (
+        f"the database is at revision {found}, newer than this sqlsessions "
+        f"(knows up to {head_revision()}): upgrade the sqlsessions package"
+    )
+
+
+def check_known_revision(found: str | None) -> None:
+    """SchemaNotReadyError when `found` is a revision this sqlsessions does not know."""
+    if found is not None and found not in known_revisions():
+        raise SchemaNotReadyError(newer_database_message(found))
+
+
+def check_schema_name(schema: Any) -> str | None:
+    """`schema` if None or a plain SQL identifier, else InvalidInputError."""
+    if schema is not None and (not isinstance(schema, str) or not schema.isidentifier()):
+        raise InvalidInputError("schema", "must be a plain SQL identifier")
+    return schema
+
+
+def _check_revision_text(revision: Any) -> str:
+    if not isinstance(revision, str) or not revision.strip():
+        raise InvalidInputError("revision", "must be a revision id, 'head' or 'base'")
+    return revision
+
+
+def _migration_lock_key(schema: str | None) -> int:
+    """A stable 64-bit advisory lock key per PostgreSQL schema."""
+    digest = hashlib.sha256(f"sqlsessions migrations {schema or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def serialize_migrations(connection: Connection, schema: str | None = None) -> None:
+    """On PostgreSQL, wait until no other sqlsessions migration of this schema is running:
+    a transaction-scoped advisory lock, released when `connection`'s transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _migration_lock_key(schema)}
+        )
+
+
+def _run_alembic(
+    connection: Connection,
+    schema: str | None,
+    revision: str,
+    action: Callable[[Config, str], None],
+) -> None:
+    """Run one Alembic command under both locks, after checking the database is one we know."""
+    with _ALEMBIC_IN_PROCESS:
+        serialize_migrations(connection, schema)
+        check_known_revision(current_revision_of(connection, schema))
+        try:
+            action(alembic_config(connection, schema), revision)
+        except (CommandError, RevisionError) as exc:
+            raise InvalidInputError("revision", f"{revision!r}: {exc}") from exc
+
+
 def upgrade_connection(
     connection: Connection, revision: str = "head", schema: str | None = None
 ) -> None:
     """Upgrade the database behind `connection` to `revision` (inside its transaction)."""
-    command.upgrade(alembic_config(connection, schema), revision)
+    _run_alembic(connection, schema, _check_revision_text(revision), command.upgrade)
 
 
 def migrate(
@@ -104,7 +178,12 @@ def migrate(
     distribute: bool = False,
 ) -> None:
     """Upgrade the database to `revision` (default: the newest); with `distribute`, also
-    distribute the tables on Citus in the same transaction (see `sqlsessions.distribute`)."""
+    distribute the tables on Citus in the same transaction (see `sqlsessions.distribute`).
+
+    Safe to run from several processes at once: on PostgreSQL they queue on an advisory lock.
+    """
+    check_schema_name(schema)
+    _check_revision_text(revision)
     with _connection(url_or_engine) as conn:
         upgrade_connection(conn, revision, schema)
         if distribute:
@@ -117,8 +196,10 @@ def downgrade(
     url_or_engine: str | URL | Engine | Connection, revision: str, *, schema: str | None = None
 ) -> None:
     """Downgrade the database to `revision` (`base` removes every sqlsessions table)."""
+    check_schema_name(schema)
+    _check_revision_text(revision)
     with _connection(url_or_engine) as conn:
-        command.downgrade(alembic_config(conn, schema), revision)
+        _run_alembic(conn, schema, revision, command.downgrade)
 
 
 def current_revision_of(connection: Connection, schema: str | None = None) -> str | None:
@@ -131,6 +212,7 @@ def current(
     url_or_engine: str | URL | Engine | Connection, *, schema: str | None = None
 ) -> str | None:
     """The revision the database is at, or None when it was never migrated."""
+    check_schema_name(schema)
     with _connection(url_or_engine) as conn:
         return current_revision_of(conn, schema)
 
@@ -139,6 +221,7 @@ def drift(connection: Connection, schema: str | None = None) -> list[str]:
     """Differences between the database and the current models/migrations; empty when in sync."""
     problems: list[str] = []
     at, head = current_revision_of(connection, schema), head_revision()
+    check_known_revision(at)
     if at != head:
         problems.append(f"database is at revision {at or 'none'}, migrations head is {head}")
         return problems
@@ -167,6 +250,7 @@ def check(
     url_or_engine: str | URL | Engine | Connection, *, schema: str | None = None
 ) -> list[str]:
     """Differences between the database and the migrations (see `drift`)."""
+    check_schema_name(schema)
     with _connection(url_or_engine) as conn:
         return drift(conn, schema)
 
@@ -180,6 +264,7 @@ def require_current(connection: Connection, schema: str | None = None) -> None:
     except Exception:
         found = None
     head = head_revision()
+    check_known_revision(found)
     if found != head:
         raise SchemaNotReadyError(
             f"the database schema is at revision {found or 'none'}, not {head}: "

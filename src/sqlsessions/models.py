@@ -49,10 +49,16 @@ from sqlsessions.errors import InvalidInputError
 from sqlsessions.message_list import MessageList
 from sqlsessions.timestamps import format_timestamp, parse_timestamp
 from sqlsessions.validation import (
+    CHAT_KIND,
+    MAX_KIND_LENGTH,
     MAX_SESSION_ID_LENGTH,
     check_metadata_entry,
     check_session_id,
     check_text,
+    check_timestamp,
+    json_copy,
+    json_text,
+    json_value_problem,
     metadata_problem,
     text_problem,
 )
@@ -70,6 +76,7 @@ __all__ = [
     "check_session_id",
     "check_text",
     "format_timestamp",
+    "json_copy",
     "parse_timestamp",
 ]
 
@@ -255,11 +262,37 @@ class ToolCall(_Value):
     function: ToolFunction
 
 
+def _check_kind(value: str) -> str:
+    if not value:
+        raise _invalid("must not be empty")
+    if len(value) > MAX_KIND_LENGTH:
+        raise _invalid(f"is longer than {MAX_KIND_LENGTH} characters ({len(value)})")
+    return value
+
+
+def _check_item(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid(f"must be a JSON object (a dict), not {type(value).__name__}")
+    problem = json_value_problem(value)
+    if problem is not None:
+        raise _invalid(problem)
+    return json_copy(value)
+
+
 class Message(_Value):
     """One message of a conversation (immutable; edit with :meth:`replace`).
 
     ``name`` and ``tool_call_id`` given as ``""`` and ``tool_calls`` given as ``[]`` are stored
     as None, as they are omitted from JSON either way; a list of tool calls is kept as a tuple.
+
+    Beyond the Go package's fields, a message may carry a framework's original item:
+    ``item`` (a JSON object, kept verbatim; a deep copy is taken), ``item_format`` (the name of
+    its format, e.g. ``"openai-agents"``) and ``kind`` (``"message"`` for a chat message;
+    another kind, e.g. ``"reasoning"``, for an item that is not one: the analytics views do not
+    count it as a message). In JSON the three keys are omitted when empty (``kind`` when it is
+    ``"message"``); the Go package ignores them.
     """
 
     role: _Role
@@ -267,6 +300,63 @@ class Message(_Value):
     name: _Text | None = None
     tool_call_id: _Text | None = None
     tool_calls: tuple[ToolCall, ...] | None = None
+    kind: Annotated[_Text, AfterValidator(_check_kind)] = CHAT_KIND
+    item_format: _Text | None = None
+    item: Annotated[dict[str, Any] | None, BeforeValidator(_check_item)] = None
+
+    @classmethod
+    def from_trusted(
+        cls,
+        role: Role,
+        content: str,
+        name: str | None,
+        tool_call_id: str | None,
+        tool_calls: tuple[ToolCall, ...] | None,
+        kind: str,
+        item_format: str | None,
+        item: dict[str, Any] | None,
+    ) -> Message:
+        """A message from values already validated (rows the store wrote), not re-checked.
+
+        What `model_construct` does, minus its per-field bookkeeping: loading a long
+        conversation builds one message per row, and that bookkeeping was most of the cost.
+        """
+        message = cls.__new__(cls)
+        state = {
+            "role": role,
+            "content": content,
+            "name": name,
+            "tool_call_id": tool_call_id,
+            "tool_calls": tool_calls,
+            "kind": kind,
+            "item_format": item_format,
+            "item": item,
+        }
+        object.__setattr__(message, "__dict__", state)
+        object.__setattr__(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
+        object.__setattr__(message, "__pydantic_extra__", None)
+        object.__setattr__(message, "__pydantic_private__", None)
+        return message
+
+    @property
+    def is_chat(self) -> bool:
+        """True for a chat message (kind ``"message"``), False for any other framework item."""
+        return self.kind == CHAT_KIND
+
+    def __hash__(self) -> int:
+        item = None if self.item is None else json_text(self.item)
+        return hash(
+            (
+                self.role,
+                self.content,
+                self.name,
+                self.tool_call_id,
+                self.tool_calls,
+                self.kind,
+                self.item_format,
+                item,
+            )
+        )
 
     @field_validator("content", mode="before")
     @classmethod
@@ -291,10 +381,15 @@ class Message(_Value):
     ) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if info.mode_is_json():
-            for key in ("name", "tool_call_id", "tool_calls"):
+            for key in ("name", "tool_call_id", "tool_calls", "item_format", "item"):
                 if not data.get(key):
                     data.pop(key, None)
+            if data.get("kind") == CHAT_KIND:
+                del data["kind"]
         return data
+
+
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
 
 
 # --------------------------------------------------------------------------- timestamps
@@ -336,8 +431,7 @@ def check_session_fields(session: Session) -> None:
     check_session_id(session.id)
     check_text(session.agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
     for name in ("created_at", "updated_at"):
-        if not isinstance(getattr(session, name), datetime):
-            raise InvalidInputError(name, "must be a datetime")
+        check_timestamp(getattr(session, name), name)
 
 
 class Session(_Model):

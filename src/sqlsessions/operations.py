@@ -518,6 +518,9 @@ class StoreCore:
                         content=only.content,
                         name=only.name,
                         tool_call_id=only.tool_call_id,
+                        kind=only.kind,
+                        item_format=only.item_format,
+                        item=only.item,
                     )
                 else:
                     params.update(sql.append_array_params(new_messages))

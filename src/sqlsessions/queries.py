@@ -26,6 +26,9 @@ from sqlsessions.steps import (
 )
 
 MAX_PAGE_SIZE = 1000
+MAX_HISTORY_LIMIT = 2**31 - 1
+"""The largest `limit` `history` accepts (a database integer; any real session is shorter)."""
+MAX_CURSOR_LENGTH = 2048
 S = sessions.c
 D = session_metadata.c
 
@@ -67,14 +70,36 @@ def encode_cursor(updated_at: datetime, session_id: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: Any) -> tuple[datetime, str]:
     """The (updated_at, id) inside a cursor; InvalidInputError if it was not ours."""
+    problem = InvalidInputError("cursor", "not a cursor returned by list_sessions")
+    if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_LENGTH:
+        raise problem
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         updated_at, session_id = json.loads(raw)
-        return datetime.fromisoformat(updated_at), str(session_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidInputError("cursor", "not a cursor returned by list_sessions") from exc
+        moment = datetime.fromisoformat(updated_at)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's timestamp always has its offset")
+        moment = moment.astimezone(timezone.utc)
+        check_session_id(session_id, "cursor")
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error) as exc:
+        raise problem from exc
+    return moment, session_id
+
+
+def check_moment(value: Any, field: str) -> datetime | None:
+    """`value` (None or a datetime; naive means UTC) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInputError(field, "must be a datetime")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise InvalidInputError(field, "is out of range once converted to UTC") from None
 
 
 def _listing_statement(
@@ -142,9 +167,8 @@ def list_sessions(
         check_text(agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInputError("metadata", "must be a dict of keys to required JSON values")
-    for name, value in (("updated_after", updated_after), ("updated_before", updated_before)):
-        if value is not None and not isinstance(value, datetime):
-            raise InvalidInputError(name, "must be a datetime")
+    updated_after = check_moment(updated_after, "updated_after")
+    updated_before = check_moment(updated_before, "updated_before")
     stmt, params = _listing_statement(
         dialect,
         agent_id=agent_id,
@@ -178,7 +202,7 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
     made the call; if that message is gone (trimmed away), the orphan results are dropped.
     """
     check_session_id(session_id)
-    check_limit(limit)
+    check_limit(limit, maximum=MAX_HISTORY_LIMIT)
 
     def steps(tx: Transaction) -> Steps[list[Message]]:
         yield from open_snapshot(dialect)  # the head, the window and its calls agree

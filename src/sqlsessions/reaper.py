@@ -19,6 +19,8 @@ from sqlsessions.steps import Operation, Steps, Transaction, utcnow
 logger = logging.getLogger("sqlsessions.reaper")
 
 DEFAULT_BATCH_SIZE = 1000
+MAX_BATCH_SIZE = 1_000_000
+"""The most sessions one reaper transaction deletes (larger batches only hold locks longer)."""
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600
 
 
@@ -27,9 +29,8 @@ def check_interval(interval: float) -> float:
     if (
         isinstance(interval, bool)
         or not isinstance(interval, (int, float))
-        or not math.isfinite(interval)
-        or interval <= 0
-        or interval > MAX_INTERVAL_SECONDS
+        or not 0 < interval <= MAX_INTERVAL_SECONDS  # also rejects NaN and huge integers
+        or not math.isfinite(float(interval))
     ):
         raise InvalidInputError(
             "interval", f"must be a positive number of seconds, at most {MAX_INTERVAL_SECONDS}"
@@ -38,9 +39,15 @@ def check_interval(interval: float) -> float:
 
 
 def check_batch_size(batch_size: int) -> int:
-    """`batch_size` if a positive integer, else InvalidInputError."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError("batch_size", "must be a positive integer")
+    """`batch_size` if an integer from 1 to MAX_BATCH_SIZE, else InvalidInputError."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH_SIZE
+    ):
+        raise InvalidInputError(
+            "batch_size", f"must be an integer from 1 to {MAX_BATCH_SIZE}, not {batch_size!r}"
+        )
     return batch_size
 
 

@@ -26,6 +26,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+# Re-exported: the one canonical JSON encoder lives with the validation rules.
+from sqlsessions.validation import CHAT_KIND as CHAT_KIND
+from sqlsessions.validation import json_text as json_text
+from sqlsessions.validation import numeric_safe_json_text
+
 ROLES = ("system", "user", "assistant", "tool")
 
 metadata = MetaData(
@@ -62,11 +67,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-def json_text(value: Any) -> str:
-    """JSON as sqlsessions stores it: compact, keys sorted, so equal values are equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
 class JSONText(TypeDecorator[Any]):
     """JSON kept as canonical text (sorted keys, compact) in a TEXT column.
 
@@ -86,6 +86,41 @@ class JSONText(TypeDecorator[Any]):
 
 JSONValue: Any = JSON().with_variant(JSONB(), "postgresql").with_variant(JSONText(), "sqlite")
 """A metadata value: JSONB on PostgreSQL, JSON text on SQLite."""
+
+
+class NullableJSONText(JSONText):
+    """`JSONText` where Python None is SQL NULL (not the JSON text `null`)."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:  # type: ignore[override]
+        return None if value is None else json_text(value)
+
+
+class ExactJSONB(TypeDecorator[Any]):
+    """JSONB whose every number reads back with its Python type (see numeric_safe_json_text);
+    Python None is SQL NULL."""
+
+    impl = JSONB(none_as_null=True)
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.driver != "psycopg":  # pragma: no cover - psycopg is the driver we ship
+            return super().bind_processor(dialect)
+        from psycopg.types.json import Jsonb
+
+        def process(value: Any) -> Any:
+            return None if value is None else Jsonb(value, dumps=numeric_safe_json_text)
+
+        return process
+
+
+NullableJSONValue: Any = (
+    JSON(none_as_null=True)
+    .with_variant(ExactJSONB(), "postgresql")
+    .with_variant(NullableJSONText(), "sqlite")
+)
+"""An optional JSON document (`JSONValue` whose None is SQL NULL): a framework's raw item."""
 
 sessions = Table(
     "sessions",
@@ -134,6 +169,12 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # The idempotency key of the append call that wrote this message (first message only).
     Column("append_key", String(64), nullable=True),
+    # 'message' for a chat message; another kind (e.g. 'reasoning') for a framework item
+    # that is kept in order but is not counted as a message by the analytics views.
+    Column("kind", String(32), nullable=False, server_default=text("'message'")),
+    # The framework's original item, verbatim, and the name of its format.
+    Column("item_format", Text(), nullable=True),
+    Column("item", NullableJSONValue, nullable=True),
     CheckConstraint("role IN ('system', 'user', 'assistant', 'tool')", name="role"),
     Index(
         "ix_messages_session_id_append_key",

@@ -26,6 +26,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
@@ -40,12 +41,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Row
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
 from sqlsessions.schema import messages, session_metadata, sessions, tool_calls
+from sqlsessions.validation import numeric_safe_json_text
 
+ROLES = {role.value: role for role in Role}
 S = sessions.c
 M = messages.c
 T = tool_calls.c
@@ -80,8 +83,11 @@ select_session_head: Select[Any] = select(
 ).where(S.id == bindparam("sid"), live())
 """The cheap primary-key lookup that validates a cached session (incarnation and version)."""
 
+MESSAGE_COLUMNS = (M.seq, M.role, M.content, M.name, M.tool_call_id, M.kind, M.item_format, M.item)
+"""What a message read selects, in the order `messages_from_rows` unpacks."""
+
 select_messages_after: Select[Any] = (
-    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    select(*MESSAGE_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq > bindparam("after_seq"))
     .order_by(M.seq)
 )
@@ -233,6 +239,9 @@ def message_rows(
                 "name": message.name,
                 "tool_call_id": message.tool_call_id,
                 "created_at": now,
+                "kind": message.kind,
+                "item_format": message.item_format,
+                "item": message.item,
             }
         )
         for idx, call in enumerate(message.tool_calls or ()):
@@ -265,16 +274,19 @@ def messages_from_rows(
         )
     seqs: list[int] = []
     result: list[Message] = []
-    for seq, role, content, name, tool_call_id in rows:  # type: ignore[misc]
+    for seq, role, content, name, tool_call_id, kind, item_format, item in rows:  # type: ignore[misc]
         calls = calls_by_seq.get(seq)
         seqs.append(seq)
         result.append(
-            Message.model_construct(
-                role=Role(role),
-                content=content,
-                name=name,
-                tool_call_id=tool_call_id,
-                tool_calls=tuple(calls) if calls else None,
+            Message.from_trusted(
+                ROLES[role],
+                content,
+                name,
+                tool_call_id,
+                tuple(calls) if calls else None,
+                kind,
+                item_format,
+                item,
             )
         )
     return seqs, result
@@ -283,10 +295,21 @@ def messages_from_rows(
 # --- append: positions assigned inside the database ----------------------------------------
 
 
-APPENDED_MESSAGE_COLUMNS = (
-    *("session_id", "seq", "role", "content", "name", "tool_call_id", "created_at"),
-    "append_key",
-)
+MESSAGE_INSERT_COLUMNS = [
+    "session_id",
+    "seq",
+    "role",
+    "content",
+    "name",
+    "tool_call_id",
+    "created_at",
+    "kind",
+    "item_format",
+    "item",
+]
+
+
+APPENDED_MESSAGE_COLUMNS = (*MESSAGE_INSERT_COLUMNS, "append_key")
 
 
 def append_key_landed() -> Any:
@@ -361,8 +384,21 @@ def append_in_one_statement() -> CompoundSelect[Any]:
             bindparam("contents", type_=text_array),
             bindparam("names", type_=text_array),
             bindparam("tool_call_ids", type_=text_array),
+            bindparam("kinds", type_=text_array),
+            bindparam("item_formats", type_=text_array),
+            # Items travel as JSON text (NULL for none) and are cast to JSONB on insert.
+            bindparam("items", type_=text_array),
         )
-        .table_valued("role", "content", "name", "tool_call_id", with_ordinality="ord")
+        .table_valued(
+            "role",
+            "content",
+            "name",
+            "tool_call_id",
+            "kind",
+            "item_format",
+            "item",
+            with_ordinality="ord",
+        )
         .render_derived(name="new_messages")
     )
     first_seq = head.c.last_seq - bindparam("n")
@@ -378,6 +414,9 @@ def append_in_one_statement() -> CompoundSelect[Any]:
             new_messages.c.name,
             new_messages.c.tool_call_id,
             bindparam("now", type_=M.created_at.type),
+            new_messages.c.kind,
+            new_messages.c.item_format,
+            cast(new_messages.c.item, JSONB()),
             case((new_messages.c.ord == 1, append_key), else_=null()),
         )
         .select_from(head)
@@ -428,6 +467,9 @@ def append_one_statement() -> CompoundSelect[Any]:
             bindparam("name", type_=M.name.type),
             bindparam("tool_call_id", type_=M.tool_call_id.type),
             bindparam("now", type_=M.created_at.type),
+            bindparam("kind", type_=M.kind.type),
+            bindparam("item_format", type_=M.item_format.type),
+            bindparam("item", type_=M.item.type),
             bindparam("append_key", type_=M.append_key.type),
         ).select_from(head),
     )
@@ -439,8 +481,9 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
     params: dict[str, list[Any]] = {
         key: []
         for key in (
-            "roles", "contents", "names", "tool_call_ids", "call_positions", "call_indexes",
-            "call_ids", "call_types", "call_names", "call_arguments",
+            "roles", "contents", "names", "tool_call_ids", "kinds", "item_formats", "items",
+            "call_positions", "call_indexes", "call_ids", "call_types", "call_names",
+            "call_arguments",
         )
     }  # fmt: skip
     for position, message in enumerate(new_messages, start=1):
@@ -448,6 +491,11 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
         params["contents"].append(message.content)
         params["names"].append(message.name)
         params["tool_call_ids"].append(message.tool_call_id)
+        params["kinds"].append(message.kind)
+        params["item_formats"].append(message.item_format)
+        params["items"].append(
+            None if message.item is None else numeric_safe_json_text(message.item)
+        )
         for idx, call in enumerate(message.tool_calls or ()):
             params["call_positions"].append(position)
             params["call_indexes"].append(idx)
@@ -461,7 +509,7 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
 # --- history: the tail of a conversation ----------------------------------------------------
 
 select_last_messages: Select[Any] = (
-    select(M.seq, M.role, M.content, M.name, M.tool_call_id)
+    select(*MESSAGE_COLUMNS)
     .where(M.session_id == bindparam("sid"), M.seq < bindparam("before_seq"))
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
@@ -500,6 +548,44 @@ def reap_batch(dialect: str) -> Delete:
     if dialect == "postgresql":
         victims = victims.with_for_update(skip_locked=True)
     return delete(sessions).where(S.id.in_(victims.scalar_subquery()))
+
+
+# --- tail operations: exact last N, pop, clear ---------------------------------------------
+
+select_tail: Select[Any] = (
+    select(*MESSAGE_COLUMNS)
+    .join(sessions, S.id == M.session_id)
+    .where(M.session_id == bindparam("sid"), live())
+    .order_by(M.seq.desc())
+    .limit(bindparam("limit"))
+)
+"""The newest `limit` messages of a live session, newest first (none if absent or expired)."""
+
+lock_live_session: Select[Any] = (
+    select(S.last_seq).where(S.id == bindparam("sid"), live()).with_for_update()
+)
+"""The live session row, locked until the transaction ends (SQLite: its write lock does it)."""
+
+delete_message: Delete = delete(messages).where(
+    M.session_id == bindparam("sid"), M.seq == bindparam("seq")
+)
+"""Drops one message (its tool calls cascade)."""
+
+delete_all_messages: Delete = delete(messages).where(M.session_id == bindparam("sid"))
+
+update_session_after_removal: Update = (
+    update(sessions)
+    .where(S.id == bindparam("sid"))
+    .values(
+        version=S.version + 1,
+        # Not an append: a cache must reload instead of catching up.
+        rewrite_version=S.version + 1,
+        message_count=S.message_count - bindparam("removed", type_=Integer()),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires_at"),
+    )
+)
+"""Bookkeeping after messages were removed server-side (seqs are never reused)."""
 
 
 def upsert_session_values_for_append(dialect: str) -> Insert:

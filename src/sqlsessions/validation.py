@@ -6,12 +6,62 @@ Every check names the field it rejects and says why (InvalidInputError); none ne
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlsessions.errors import InvalidInputError
 
 MAX_SESSION_ID_LENGTH = 255
 """The longest session id accepted, in characters."""
+
+MAX_KIND_LENGTH = 32
+"""The longest message kind accepted, in characters."""
+
+CHAT_KIND = "message"
+"""The kind of a chat message; any other kind is a framework item the analytics views skip."""
+
+
+def json_text(value: Any) -> str:
+    """JSON as sqlsessions stores it: compact, keys sorted, so equal values are equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def numeric_safe_json_text(value: Any) -> str:
+    """`json_text`, but a float that is a whole number is never written in exponent form
+    (1e+16 becomes 10000000000000000.0): PostgreSQL's JSONB keeps numbers as NUMERIC, which
+    would drop the exponent form's only sign that the number was a float."""
+    text = json_text(value)
+    if "e+" not in text and "E+" not in text:  # the common case: nothing to rewrite
+        return text
+    return _numeric_safe(value)
+
+
+def _numeric_safe(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and "e" in repr(value):
+        return format(value, ".1f")
+    if isinstance(value, dict):
+        inner = ",".join(
+            f"{json_text(key)}:{_numeric_safe(item)}" for key, item in sorted(value.items())
+        )
+        return "{" + inner + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_numeric_safe(item) for item in value) + "]"
+    return json_text(value)
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value made of fresh dicts and lists (tuples become lists)."""
+    if isinstance(value, dict):
+        return {key: json_copy(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_copy(inner) for inner in value]
+    return value
+MAX_JSON_DEPTH = 100
+"""How deeply a metadata value may nest arrays and objects (``[[1]]`` is 2 levels deep).
+
+Deeper values are rejected up front: every path that reads them back (``to_json``, pydantic's
+JSON parser, the drivers, ``sqlsessions export``) has a recursion limit of its own, and a
+value that saves but cannot be read back would block every export of the database."""
 
 
 def text_problem(value: str) -> str | None:
@@ -25,8 +75,27 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def _too_deep(value: Any) -> bool:
+    """Whether `value` nests arrays/objects more than MAX_JSON_DEPTH levels (or is circular)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth == MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def json_value_problem(value: Any) -> str | None:
     """Why `value` is not a JSON value that round-trips and fits in PostgreSQL, or None."""
+    if _too_deep(value):
+        return f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
     try:
         json.dumps(value, allow_nan=False)
     except TypeError as exc:
@@ -87,6 +156,19 @@ def check_metadata_entry(key: Any, value: Any) -> None:
     problem = metadata_problem(key, value)
     if problem is not None:
         raise InvalidInputError(*problem)
+
+
+def check_timestamp(value: Any, field: str) -> datetime:
+    """`value` if it is a datetime that can be expressed in UTC, else InvalidInputError
+    (an aware datetime at the edge of the calendar overflows when converted)."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(field, "must be a datetime")
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise InvalidInputError(field, "is out of range once converted to UTC") from None
+    return value
 
 
 def check_session_id(value: Any, field: str = "session_id") -> str:

@@ -4,12 +4,15 @@ opening a store, and printing a conversation."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +26,7 @@ from sqlsessions.store import Store
 
 EXIT_ERROR = 1
 EXIT_SCHEMA_NOT_READY = 2
+YES_OPTION_HELP = "Do not ask for confirmation (needed when standard input is not a terminal)."
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,62 @@ class State:
         options.setdefault("prepare_threshold", self.prepare_threshold)
         return StoreConfig(url=self.url, schema=self.schema, **options)
 
-    def open_store(self, **options: Any) -> Store:
-        return Store(self.config(**options))
+    def open_store(self, *, existing: bool = False, **options: Any) -> Store:
+        """A store on this database, after saying which one on stderr.
+
+        `existing` (read and delete commands): refuse a SQLite file that does not exist
+        rather than create an empty database.
+        """
+        if existing:
+            self.require_existing()
+        store = Store(self.config(**options))
+        announce(self)
+        return store
+
+    def require_existing(self) -> None:
+        """Fail (SqlSessionsError) when the URL names a SQLite file that does not exist."""
+        path = sqlite_file(self.url)
+        if path is not None and not path.exists():
+            raise SqlSessionsError(
+                f"no database at {self.shown_url}: the file {path} does not exist "
+                "(nothing was created; check --url or $SQLSESSIONS_DATABASE_URL)"
+            )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None for another database or an in-memory one)."""
+    try:
+        parsed = normalize_url(url)
+    except SqlSessionsError:
+        return None  # reported when the store opens
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if str(parsed.database).startswith("file:"):
+        return None  # a SQLite URI: leave it to SQLite
+    return Path(str(parsed.database))
+
+
+def announce(state: State) -> None:
+    """Say on stderr which database the command works on (password masked)."""
+    where = f" (schema {state.schema})" if state.schema else ""
+    err().print(Text(f"Database: {state.shown_url}{where}", style="dim"), soft_wrap=True)
+
+
+def is_interactive() -> bool:
+    """Whether a person can answer a question (standard input is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def confirm(state: State, action: str, yes: bool) -> None:
+    """Go on only if `yes` (--yes) or the user confirms `action`; refuse when nobody can be
+    asked (standard input is not a terminal)."""
+    if yes:
+        return
+    question = f"{action} in {state.shown_url}?"
+    if not is_interactive():
+        fail(f"refusing to {action} without --yes (standard input is not a terminal)")
+    if not typer.confirm(question, default=False, err=True):
+        fail("cancelled; nothing was changed")
 
 
 def state_of(ctx: typer.Context) -> State:
@@ -66,8 +124,9 @@ def err() -> Console:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """Print `message` in red on stderr and exit with `code` (no traceback)."""
-    err().print(Text(f"Error: {message}", style="bold red"))
+    """Print `message` in red on stderr, on one line, and exit with `code` (no traceback)."""
+    one_line = " ".join(message.split())
+    err().print(Text(f"Error: {one_line}", style="bold red"), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -76,13 +135,16 @@ def reported_errors(state: State) -> Iterator[None]:
     """Turn sqlsessions and database errors into a red message and a non-zero exit."""
     try:
         yield
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+        raise  # already a message and an exit code
     except SchemaNotReadyError as exc:
         fail(str(exc), EXIT_SCHEMA_NOT_READY)
     except SqlSessionsError as exc:
         fail(_masked(str(exc), state), EXIT_ERROR)
     except Exception as exc:
         if not is_database_error(exc):
-            raise
+            # Never a traceback: a bug of ours still ends in one line naming the error.
+            fail(_masked(f"unexpected {type(exc).__name__}: {exc}", state), EXIT_ERROR)
         try:
             url = normalize_url(state.url)
         except SqlSessionsError:  # pragma: no cover - the URL was parsed already

@@ -8,7 +8,7 @@ import typer
 from rich.text import Text
 
 from sqlsessions.analytics import ensure_schema, read_view
-from sqlsessions.cli_common import (
+from sqlsessions.cli.common import (
     out,
     print_session,
     record_table,
@@ -94,7 +94,7 @@ def demo_command(ctx: typer.Context) -> None:
     with reported_errors(state):
         with state.open_store() as writer:
             record_demo(writer)
-        with state.open_store() as reader:  # a fresh store: everything comes from the database
+        with Store(state.config()) as reader:  # a fresh store: everything comes from the database
             session = reader.get_if_exists(DEMO_SESSION_ID)
             ensure_schema(reader.engine, state.schema, reader.config.auto_migrate)
             views: list[Any] = [
