@@ -32,6 +32,10 @@ class BlockingAsyncStore:
 
         return call
 
+    def run(self, coroutine: Any) -> Any:
+        """Run a coroutine of the caller's to completion on the store's loop."""
+        return self._loop.run_until_complete(coroutine)
+
     @property
     def engine(self) -> Engine:
         return self.async_store.engine.sync_engine
