@@ -1,4 +1,4 @@
-"""The `db` commands: upgrade, downgrade, current, history and check the schema."""
+"""The `db` commands: upgrade, downgrade, distribute (Citus), current, history and check."""
 
 from __future__ import annotations
 
