@@ -20,6 +20,8 @@ from sqlsessions import Role, Store
 from sqlsessions.analytics import read_view
 from sqlsessions.integrations.adk import SqlSessionService, session_key
 
+pytestmark = pytest.mark.frameworks
+
 CITIES = ["Paris", "Oslo", "Lima"]
 
 

@@ -18,6 +18,8 @@ from google.genai import types
 from sqlsessions import Store
 from sqlsessions.integrations.adk import SqlSessionService, session_key
 
+pytestmark = pytest.mark.frameworks
+
 T = TypeVar("T")
 APP = "contract-app"
 

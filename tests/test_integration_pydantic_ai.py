@@ -24,6 +24,8 @@ from sqlsessions.integrations.pydantic_ai import (
     save_new_messages,
 )
 
+pytestmark = pytest.mark.frameworks
+
 CITIES = ["Paris", "Oslo", "Lima"]
 
 
