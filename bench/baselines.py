@@ -274,6 +274,72 @@ class HandLoad:
             metadata=metadata,
         )
 
+    def load_dicts(self, sid: str) -> dict[str, Any]:
+        """The same rows in one read transaction, into plain dicts: the floor of a load."""
+        raw, conn = self.raw, self.conn
+        raw.begin_read(conn)
+        head = conn.execute(self._session, (sid, raw.ts(utcnow()))).fetchone()
+        message_rows = conn.execute(self._messages, (sid,)).fetchall()
+        call_rows = conn.execute(self._calls, (sid,)).fetchall()
+        metadata_rows = conn.execute(self._metadata, (sid,)).fetchall()
+        conn.commit()
+        calls: dict[int, list[dict[str, Any]]] = {}
+        for seq, call_id, type_, fname, arguments in call_rows:
+            calls.setdefault(seq, []).append(
+                {"id": call_id, "type": type_, "function": {"name": fname, "arguments": arguments}}
+            )
+        messages = [
+            {
+                "role": role,
+                "content": content,
+                "name": name,
+                "tool_call_id": tool_call_id,
+                "tool_calls": calls.get(seq),
+            }
+            for seq, role, content, name, tool_call_id in message_rows
+        ]
+        return {"agent_id": head[0], "messages": messages, "metadata": dict(metadata_rows)}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class HandHistory:
+    """The last `limit` messages with their tool calls, into plain dicts: the live-session
+    check, the newest rows and their calls, in one read transaction."""
+
+    def __init__(self, raw: Raw) -> None:
+        self.raw = raw
+        self.conn = raw.connect()
+        sql = raw.sql
+        self._head = sql(
+            "SELECT last_seq FROM sessions WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
+        )
+        self._last = sql(
+            "SELECT seq, role, content, name, tool_call_id FROM messages"
+            " WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
+        )
+        self._calls = sql(
+            "SELECT message_seq, call_id, type, function_name, arguments FROM tool_calls"
+            " WHERE session_id = ? AND message_seq >= ? ORDER BY message_seq, idx"
+        )
+
+    def history(self, sid: str, limit: int) -> list[dict[str, Any]]:
+        raw, conn = self.raw, self.conn
+        raw.begin_read(conn)
+        conn.execute(self._head, (sid, raw.ts(utcnow()))).fetchone()
+        rows = conn.execute(self._last, (sid, limit)).fetchall()[::-1]
+        call_rows = conn.execute(self._calls, (sid, rows[0][0])).fetchall() if rows else []
+        conn.commit()
+        calls: dict[int, list[tuple[Any, ...]]] = {}
+        for seq, *call in call_rows:
+            calls.setdefault(seq, []).append(tuple(call))
+        return [
+            {"seq": seq, "role": role, "content": content, "name": name,
+             "tool_call_id": tool_call_id, "tool_calls": calls.get(seq)}
+            for seq, role, content, name, tool_call_id in rows
+        ]  # fmt: skip
+
     def close(self) -> None:
         self.conn.close()
 

@@ -120,11 +120,17 @@ class StatementCache:
     @staticmethod
     def rows(prepared: PreparedStatement, raw_rows: list[Any]) -> list[Any]:
         """Driver rows as named rows of Python values (SQLAlchemy's result processing)."""
-        make, processors = prepared.row_type, prepared.result_processors
-        return [
-            make(*(p(v) if p else v for p, v in zip(processors, raw, strict=True)))
-            for raw in raw_rows
-        ]
+        make = prepared.row_type
+        active = [(i, p) for i, p in enumerate(prepared.result_processors) if p is not None]
+        if not active:
+            return [make(*raw) for raw in raw_rows]
+        rows = []
+        for raw in raw_rows:
+            values = list(raw)
+            for i, process in active:
+                values[i] = process(values[i])
+            rows.append(make(*values))
+        return rows
 
 
 class DirectExecutor(StatementCache):

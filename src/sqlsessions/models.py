@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -194,6 +194,9 @@ class _Model(BaseModel):
             return super().model_validate_strings(obj, *args, **kwargs)
 
 
+_V = TypeVar("_V", bound="_Value")
+
+
 class _Value(_Model):
     """Shared base of the immutable value models (frozen, hashable, equal by value)."""
 
@@ -275,6 +278,23 @@ class ToolCall(_Value):
     type: _Text = "function"
     function: ToolFunction
 
+    @classmethod
+    def from_trusted(cls, id: str, type: str, name: str, arguments: str) -> ToolCall:
+        """A tool call from values the store wrote, not re-checked (see `Message.from_trusted`)."""
+        function = _trusted(ToolFunction, {"name": name, "arguments": arguments})
+        return _trusted(cls, {"id": id, "type": type, "function": function})
+
+
+def _trusted(cls: type[_V], state: dict[str, Any]) -> _V:
+    """An instance of `cls` holding `state` (every field, already valid): what `model_construct`
+    does, minus its per-field defaults and bookkeeping, which dominate loading long sessions."""
+    value = cls.__new__(cls)
+    object.__setattr__(value, "__dict__", state)
+    object.__setattr__(value, "__pydantic_fields_set__", set(state))
+    object.__setattr__(value, "__pydantic_extra__", None)
+    object.__setattr__(value, "__pydantic_private__", None)
+    return value
+
 
 def _check_kind(value: str) -> str:
     if not value:
@@ -344,7 +364,9 @@ class Message(_Value):
         What `model_construct` does, minus its per-field bookkeeping: loading a long
         conversation builds one message per row, and that bookkeeping was most of the cost.
         """
-        message = cls.__new__(cls)
+        model = input_tokens = output_tokens = cached_tokens = reasoning_tokens = None
+        if usage:
+            model, input_tokens, output_tokens, cached_tokens, reasoning_tokens = usage
         state = {
             "role": role,
             "content": content,
@@ -354,14 +376,13 @@ class Message(_Value):
             "kind": kind,
             "item_format": item_format,
             "item": item,
+            "model": model,  # then the token counts, in _USAGE_KEYS order
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_tokens": cached_tokens,
+            "reasoning_tokens": reasoning_tokens,
         }
-        state.update(dict.fromkeys(_USAGE_KEYS))
-        state.update(zip(_USAGE_KEYS, usage, strict=False))  # model, then the token counts
-        object.__setattr__(message, "__dict__", state)
-        object.__setattr__(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
-        object.__setattr__(message, "__pydantic_extra__", None)
-        object.__setattr__(message, "__pydantic_private__", None)
-        return message
+        return _trusted(cls, state)
 
     @property
     def is_chat(self) -> bool:
@@ -418,9 +439,6 @@ class Message(_Value):
                 if data.get(key) is None:
                     data.pop(key, None)
         return data
-
-
-_MESSAGE_FIELDS = frozenset(Message.model_fields)
 
 
 # --------------------------------------------------------------------------- timestamps

@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Row
 
-from sqlsessions.models import Message, Role, ToolCall, ToolFunction
+from sqlsessions.models import Message, Role, ToolCall
 from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
 from sqlsessions.validation import numeric_safe_json_text
 
@@ -281,11 +281,7 @@ def messages_from_rows(
     calls_by_seq: defaultdict[int, list[ToolCall]] = defaultdict(list)
     for message_seq, call_id, type_, function_name, arguments in call_rows:  # type: ignore[misc]
         calls_by_seq[message_seq].append(
-            ToolCall.model_construct(
-                id=call_id,
-                type=type_,
-                function=ToolFunction.model_construct(name=function_name, arguments=arguments),
-            )
+            ToolCall.from_trusted(call_id, type_, function_name, arguments)
         )
     seqs: list[int] = []
     result: list[Message] = []
