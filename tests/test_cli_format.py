@@ -55,7 +55,7 @@ def test_stats_prints_every_view_as_json(migrated_url: str) -> None:
     result = run(seeded(migrated_url), "stats", "--format", "json")
     assert result.exit_code == 0, result.output
     views = json.loads(result.stdout)
-    assert set(views) == {"session_summary", "tool_usage", "daily_activity"}
+    assert set(views) == {"session_summary", "tool_usage", "daily_activity", "usage_daily"}
     demo = next(r for r in views["session_summary"] if r["session_id"] == DEMO_SESSION_ID)
     assert demo["tool_call_count"] == 4 and demo["total_messages"] == 12
     assert {r["function_name"] for r in views["tool_usage"]} == {
