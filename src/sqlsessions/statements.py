@@ -363,6 +363,12 @@ def upsert_session_for_append(dialect: str) -> Insert:
         [*SESSION_WRITE_COLUMNS, "id", "incarnation"],
         new_row,
     )
+    return _or_advance_live_session(stmt)
+
+
+def _or_advance_live_session(stmt: postgresql.Insert | sqlite.Insert) -> Insert:
+    """The append upsert's conflict branch: a live session advances by `n` positions (an
+    expired one is left alone, and no row is returned); RETURNING the new last_seq."""
     result: Insert = stmt.on_conflict_do_update(
         index_elements=[S.id],
         set_={
@@ -624,18 +630,7 @@ def upsert_session_values_for_append(dialect: str) -> Insert:
         message_count=bindparam("n"),
         incarnation=bindparam("incarnation"),
     )
-    result: Insert = stmt.on_conflict_do_update(
-        index_elements=[S.id],
-        set_={
-            "last_seq": S.last_seq + bindparam("n"),
-            "message_count": S.message_count + bindparam("n"),
-            "version": S.version + 1,
-            "updated_at": bindparam("now"),
-            "expires_at": bindparam("expires_at"),
-        },
-        where=live(),
-    ).returning(S.last_seq, S.version)
-    return result
+    return _or_advance_live_session(stmt)
 
 
 select_expired_ids: Select[Any] = (
