@@ -238,4 +238,4 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
         _, messages = sql.messages_from_rows(rows, calls.all())
         return messages
 
-    return Operation(steps, autocommit=dialect == "postgresql", snapshot=True)
+    return Operation(steps, autocommit=dialect == "postgresql", snapshot=True, direct=True)

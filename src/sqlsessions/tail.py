@@ -38,7 +38,7 @@ def last_messages(dialect: str, session_id: str, limit: int | None = None) -> Op
         yield from close_snapshot(dialect)
         return messages
 
-    return Operation(steps, autocommit=dialect == "postgresql", snapshot=True)
+    return Operation(steps, autocommit=dialect == "postgresql", snapshot=True, direct=True)
 
 
 def pop(session_id: str, ttl: timedelta | None) -> Operation[Message | None]:
@@ -59,7 +59,7 @@ def pop(session_id: str, ttl: timedelta | None) -> Operation[Message | None]:
         yield from _bookkeeping(session_id, 1, ttl, now)
         return popped[0]
 
-    return Operation(steps, writes=True)
+    return Operation(steps, writes=True, direct=True)
 
 
 def clear(session_id: str, ttl: timedelta | None) -> Operation[int]:
@@ -76,7 +76,7 @@ def clear(session_id: str, ttl: timedelta | None) -> Operation[int]:
             yield from _bookkeeping(session_id, removed, ttl, now)
         return int(removed)
 
-    return Operation(steps, writes=True)
+    return Operation(steps, writes=True, direct=True)
 
 
 def _bookkeeping(session_id: str, removed: int, ttl: timedelta | None, now: Any) -> Steps[None]:
