@@ -109,7 +109,28 @@ def message_rows(item: dict[str, Any]) -> list[Message]:
     if not rows:
         rows = [{"role": Role.ASSISTANT if is_response else Role.USER, "kind": CONTROL_KIND}]
     rows[0]["item"] = item
+    if is_response:
+        rows[0].update(response_usage(item))
     return [Message(item_format=MESSAGE_FORMAT, **row) for row in rows]
+
+
+def response_usage(item: dict[str, Any]) -> dict[str, Any]:
+    """The usage fields of a ``ModelResponse`` (its JSON form): ``usage`` (input includes
+    cache reads, output includes reasoning, as pydantic-ai counts them) and ``model_name``."""
+    usage = item.get("usage")
+    model = item.get("model_name")
+    fields: dict[str, Any] = {"model": model if isinstance(model, str) and model else None}
+    if not isinstance(usage, dict):
+        return fields
+    details = usage.get("details") if isinstance(usage.get("details"), dict) else {}
+    reasoning = usage.get("output_reasoning_tokens") or details.get("reasoning_tokens")
+    fields.update(
+        input_tokens=usage.get("input_tokens"),
+        output_tokens=usage.get("output_tokens"),
+        cached_tokens=usage.get("cache_read_tokens"),
+        reasoning_tokens=reasoning if reasoning is not None else None,
+    )
+    return fields
 
 
 def to_rows(messages: Sequence[ModelMessage]) -> list[Message]:
