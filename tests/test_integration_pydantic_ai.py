@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 from pydantic_ai.messages import ModelMessage, ModelRequest, UserPromptPart
+from typer.testing import CliRunner
 
 from pydantic_ai_agent import PIXEL, aconverse, as_json, converse, make_agent
 from sqlsessions import AsyncStore, InvalidInputError, Role, Store
@@ -104,7 +104,7 @@ def test_the_usage_of_each_model_response_shows_in_usage_daily_stats_and_cost(
     with Store.from_url(migrated_url) as store:
         store.set_model_prices({MODEL: {"input": 2.0, "output": 10.0, "cached_input": 1.0}})
         messages = store.get("chat").messages
-        answer = [m for m in messages if m.content.startswith("Forecast")][0]
+        answer = next(m for m in messages if m.content.startswith("Forecast"))
         usage = read_view(store.engine, "usage_daily").as_dicts()
     assert (answer.model, answer.input_tokens, answer.output_tokens) == (MODEL, 30, 5)
     assert (answer.cached_tokens, answer.reasoning_tokens) == (12, 2)
