@@ -122,13 +122,15 @@ def response_usage(item: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"model": model if isinstance(model, str) and model else None}
     if not isinstance(usage, dict):
         return fields
-    details = usage.get("details") if isinstance(usage.get("details"), dict) else {}
-    reasoning = usage.get("output_reasoning_tokens") or details.get("reasoning_tokens")
+    details = usage.get("details")
+    reasoning = usage.get("output_reasoning_tokens")
+    if not reasoning and isinstance(details, dict):
+        reasoning = details.get("reasoning_tokens", reasoning)
     fields.update(
         input_tokens=usage.get("input_tokens"),
         output_tokens=usage.get("output_tokens"),
         cached_tokens=usage.get("cache_read_tokens"),
-        reasoning_tokens=reasoning if reasoning is not None else None,
+        reasoning_tokens=reasoning,
     )
     return fields
 
