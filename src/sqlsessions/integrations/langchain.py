@@ -12,7 +12,8 @@ human -> ``user``, ai -> ``assistant`` with its tool calls (arguments as JSON te
 ``system``, tool -> ``tool`` answering ``tool_call_id``, chat -> its role when it is one of
 ours (else ``user``), function -> ``tool``. Content given as a list of blocks is projected as
 the text of its text blocks. Messages written through another API read back as the
-equivalent LangChain messages; another framework's non-chat items are skipped.
+equivalent LangChain messages; another framework's non-chat items are skipped. An AI
+message's ``usage_metadata`` and model name fill the message's usage columns.
 """
 
 from __future__ import annotations

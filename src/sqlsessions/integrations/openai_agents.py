@@ -21,6 +21,13 @@ Each Responses API input item is stored verbatim (``messages.item``, format
 
 Messages written through another API (the Go API, another framework) are read back as
 equivalent Responses items built from the projection.
+
+Token usage: the Runner passes a session its run context (``wrapper``) when every session
+method accepts one; each ``add_items`` batch records the model requests not yet recorded for
+that run on its last assistant item (model name: the session's ``model`` option).
+Compaction: ``OpenAIResponsesCompactionSession`` replaces the items through the hook
+``_atomic_replace_items`` -> :meth:`SqlSessionsSession.replace_items` (``replace_history``),
+so the replaced items stay archived instead of being cleared.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ Each ``ModelMessage`` is stored verbatim (``ModelMessagesTypeAdapter``'s JSON fo
 * a ``ModelResponse`` becomes one ``assistant`` row: its text parts as ``content``, its
   ``tool-call`` parts as ``tool_calls`` (thinking and built-in tool parts stay in the item);
 * a message with none of these is one row of kind :data:`CONTROL_KIND`, not counted as a
-  message by the analytics views.
+  message by the analytics views;
+* a ``ModelResponse``'s first row carries its model and token usage (:func:`response_usage`).
 
 Saving appends with ``store.append`` (positions assigned by the database), so concurrent runs
 on one conversation never overwrite each other.
