@@ -22,6 +22,7 @@ from google.adk.sessions import BaseSessionService
 from google.genai import types
 
 APP = "weather-app"
+MODEL_VERSION = "canned-weather-001"
 THOUGHT_SIGNATURE = b"\x00\x01opaque-thought-signature\xff"
 
 
@@ -38,8 +39,13 @@ class CannedWeatherModel(BaseLlm):
             yield LlmResponse(
                 content=types.Content(role="model", parts=[types.Part(text=f"It is {sky}.")]),
                 usage_metadata=types.GenerateContentResponseUsageMetadata(
-                    prompt_token_count=21, candidates_token_count=4, total_token_count=25
+                    prompt_token_count=21,
+                    candidates_token_count=4,
+                    thoughts_token_count=3,
+                    cached_content_token_count=16,
+                    total_token_count=25,
                 ),
+                model_version=MODEL_VERSION,
             )
             return
         question = "".join(part.text or "" for part in last.parts or [])

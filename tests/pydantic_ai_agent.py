@@ -41,7 +41,12 @@ def _model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     if returns:
         return ModelResponse(
             parts=[TextPart(f"Forecast: {returns[0].content}.")],
-            usage=RequestUsage(input_tokens=30, output_tokens=5),
+            usage=RequestUsage(
+                input_tokens=30,
+                output_tokens=5,
+                cache_read_tokens=12,
+                details={"reasoning_tokens": 2},
+            ),
         )
     city = "Paris"
     for part in last.parts:

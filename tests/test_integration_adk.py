@@ -15,7 +15,7 @@ from google.adk.errors import StaleSessionError
 from google.adk.events.event import Event
 from google.genai import types
 
-from adk_agent import APP, THOUGHT_SIGNATURE, make_runner, run_turn
+from adk_agent import APP, MODEL_VERSION, THOUGHT_SIGNATURE, make_runner, run_turn
 from sqlsessions import Role, Store
 from sqlsessions.analytics import read_view
 from sqlsessions.integrations.adk import SqlSessionService, session_key
@@ -118,6 +118,26 @@ async def _append_with_retries(url: str, user: str, session_id: str, worker: int
                 except StaleSessionError:
                     conflicts += 1
     return conflicts
+
+
+def test_the_usage_adk_reports_shows_per_agent_and_model_in_usage_daily_with_its_cost(
+    migrated_url: str,
+) -> None:
+    session_id, _ = asyncio.run(_converse(migrated_url))
+    with Store.from_url(migrated_url) as store:
+        store.set_model_prices({MODEL_VERSION: {"input": 1.0, "output": 4.0, "cached_input": 0.25}})
+        messages = store.get(session_key(APP, "alice", session_id)).messages
+        answer = next(m for m in messages if m.content.startswith("It is"))
+        usage = read_view(store.engine, "usage_daily", agent_id=APP).as_dicts()
+    assert (answer.model, answer.input_tokens, answer.output_tokens) == (MODEL_VERSION, 21, 7)
+    assert (answer.cached_tokens, answer.reasoning_tokens) == (16, 3)
+    # three answers, each counted once (the function-call events report no usage)
+    assert [(row["agent_id"], row["model"], row["messages"]) for row in usage] == [
+        (APP, MODEL_VERSION, 3)
+    ]
+    assert (usage[0]["input_tokens"], usage[0]["output_tokens"]) == (63, 21)
+    assert (usage[0]["cached_tokens"], usage[0]["reasoning_tokens"]) == (48, 9)
+    assert usage[0]["cost"] == pytest.approx((15 * 1.0 + 48 * 0.25 + 21 * 4.0) / 1_000_000)
 
 
 def test_concurrent_appenders_to_one_adk_session_lose_and_duplicate_nothing(

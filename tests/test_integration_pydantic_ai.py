@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelRequest, UserPromptPart
+from typer.testing import CliRunner
 
 from pydantic_ai_agent import PIXEL, aconverse, as_json, converse, make_agent
 from sqlsessions import AsyncStore, InvalidInputError, Role, Store
 from sqlsessions.analytics import read_view
+from sqlsessions.cli import app
 from sqlsessions.integrations.pydantic_ai import (
     aload_message_history,
     asave_new_messages,
@@ -25,6 +27,9 @@ from sqlsessions.integrations.pydantic_ai import (
 )
 
 pytestmark = pytest.mark.frameworks
+
+MODEL = "function:_model:"
+"""The model name pydantic-ai's FunctionModel reports for the test agent."""
 
 CITIES = ["Paris", "Oslo", "Lima"]
 
@@ -90,6 +95,35 @@ def test_the_go_api_and_the_views_see_the_pydantic_ai_conversation(
         counts = ("system_messages", "user_messages", "assistant_messages", "tool_messages")
         assert tuple(summary[name] for name in counts) == (1, 3, 6, 3)
         assert summary["tool_call_count"] == 3
+
+
+def test_the_usage_of_each_model_response_shows_in_usage_daily_stats_and_cost(
+    migrated_url: str, facade: str
+) -> None:
+    run_conversation(migrated_url, facade, "chat")
+    with Store.from_url(migrated_url) as store:
+        store.set_model_prices({MODEL: {"input": 2.0, "output": 10.0, "cached_input": 1.0}})
+        messages = store.get("chat").messages
+        answer = next(m for m in messages if m.content.startswith("Forecast"))
+        usage = read_view(store.engine, "usage_daily").as_dicts()
+    assert (answer.model, answer.input_tokens, answer.output_tokens) == (MODEL, 30, 5)
+    assert (answer.cached_tokens, answer.reasoning_tokens) == (12, 2)
+    responses = [m for m in messages if m.model is not None]
+    assert len(responses) == 6  # each ModelResponse counted once (2 per run)
+    assert [(row["model"], row["messages"]) for row in usage] == [(MODEL, 6)]
+    input_tokens = sum(m.input_tokens or 0 for m in responses)
+    output_tokens = sum(m.output_tokens or 0 for m in responses)
+    assert (usage[0]["input_tokens"], usage[0]["output_tokens"]) == (input_tokens, output_tokens)
+    cost = ((input_tokens - 36) * 2.0 + 36 * 1.0 + output_tokens * 10.0) / 1_000_000
+    assert usage[0]["cost"] == pytest.approx(cost)
+    if facade == "sync":  # the CLI reads the same view
+        stats = CliRunner().invoke(
+            app, ["--url", migrated_url, "stats", "--view", "usage_daily", "--format", "json"]
+        )
+        assert stats.exit_code == 0, stats.output
+        [row] = json.loads(stats.stdout)["usage_daily"]
+        assert (row["model"], row["input_tokens"]) == (MODEL, input_tokens)
+        assert row["cost"] == pytest.approx(cost)
 
 
 def test_concurrent_runs_on_one_conversation_lose_and_duplicate_nothing(

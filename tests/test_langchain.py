@@ -47,7 +47,14 @@ def scripted_replies(turns: int) -> Iterator[AIMessage]:
         yield AIMessage(
             content=[{"type": "text", "text": f"Order {n} has shipped."}],
             id=f"run-answer-{n}",
-            usage_metadata={"input_tokens": 20, "output_tokens": 5, "total_tokens": 25},
+            usage_metadata={
+                "input_tokens": 20,
+                "output_tokens": 5,
+                "total_tokens": 25,
+                "input_token_details": {"cache_read": 8},
+                "output_token_details": {"reasoning": 2},
+            },
+            response_metadata={"model": "fake"},
         )
 
 
@@ -162,6 +169,24 @@ def test_the_go_api_and_the_views_see_roles_tool_calls_and_counts(url: str) -> N
     counts = (summary["system_messages"], summary["user_messages"], summary["assistant_messages"])
     assert counts == (1, 2, 4)
     assert (summary["tool_messages"], summary["tool_call_count"]) == (2, 2)
+
+
+def test_the_usage_langchain_reports_shows_per_model_in_usage_daily_with_its_cost(
+    url: str,
+) -> None:
+    run_conversation(url, "lc-usage", turns=2)
+    with Store(StoreConfig(url=url)) as store:
+        store.set_model_prices({"fake": {"input": 1.0, "output": 2.0, "cached_input": 0.5}})
+        answer = store.get("lc-usage").messages[4]
+        usage = read_view(store.engine, "usage_daily").as_dicts()
+    assert (answer.model, answer.input_tokens, answer.output_tokens) == ("fake", 20, 5)
+    assert (answer.cached_tokens, answer.reasoning_tokens) == (8, 2)
+    assert len(usage) == 1 and usage[0]["model"] == "fake" and usage[0]["messages"] == 4
+    # two calls (10 + 11 input, 3 output each), two answers (20 input of which 8 cached, 5 out)
+    assert (usage[0]["input_tokens"], usage[0]["output_tokens"]) == (61, 16)
+    assert usage[0]["cached_tokens"] == 16
+    expected = (61 - 16) * 1.0 + 16 * 0.5 + 16 * 2.0
+    assert usage[0]["cost"] == pytest.approx(expected / 1_000_000)
 
 
 def test_sync_and_async_methods_agree_and_clear_empties_the_session(url: str) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from agents import Agent, Model, ModelResponse, Runner, SessionSettings, Usage, function_tool
+from agents.memory import OpenAIResponsesCompactionSession
+from agents.usage import InputTokensDetails, OutputTokensDetails
 from openai.types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputMessage,
@@ -22,10 +24,10 @@ from openai.types.responses import (
 from openai.types.responses.response_reasoning_item import Summary
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sqlsessions import Role, Store, StoreConfig, migrate
+from sqlsessions import ConflictError, Role, Store, StoreConfig, migrate
 from sqlsessions.analytics import read_view
 from sqlsessions.config import normalize_url
-from sqlsessions.integrations.openai_agents import SqlSessionsSession
+from sqlsessions.integrations.openai_agents import SqlSessionsSession, items_of
 
 pytestmark = pytest.mark.frameworks
 
@@ -108,8 +110,8 @@ def url(db_url: str) -> Iterator[str]:
     yield db_url
 
 
-async def run_turns(session: SqlSessionsSession, turns: int = 3) -> None:
-    agent = Agent(name="weather", model=ScriptedModel(), tools=[get_weather])
+async def run_turns(session: Any, turns: int = 3, model: Model | None = None) -> None:
+    agent = Agent(name="weather", model=model or ScriptedModel(), tools=[get_weather])
     first: Any = [
         {
             "role": "user",
@@ -143,7 +145,7 @@ def test_an_agent_run_is_stored_losslessly_and_read_back_by_a_fresh_process(url:
     assert reasoning["id"].startswith("rs_") and reasoning["encrypted_content"]
     script = (
         "import asyncio, json, sys\n"
-        "from sqlsessions.integrations.openai_agents import SqlSessionsSession\n"
+        "from sqlsessions.integrations.openai_agents import SqlSessionsSession, items_of\n"
         "async def main():\n"
         "    s = SqlSessionsSession.from_url('chat-1', sys.argv[1])\n"
         "    print(json.dumps(await s.get_items()))\n"
@@ -313,3 +315,110 @@ def test_a_cancelled_add_items_still_lands_whole_before_the_cancellation_is_rais
             await session.close()
 
     assert [item["content"] for item in asyncio.run(main())] == ["0", "1", "2", "3", "4"]
+
+
+class UsageReportingModel(ScriptedModel):
+    """The scripted model, reporting usage: response n reads 100 * n input tokens (40 of them
+    cached) and writes 10 (3 of them reasoning)."""
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        response = await super().get_response(*args, **kwargs)
+        response.usage = Usage(
+            requests=1,
+            input_tokens=100 * self.calls,
+            input_tokens_details=InputTokensDetails(cached_tokens=40, cache_write_tokens=0),
+            output_tokens=10,
+            output_tokens_details=OutputTokensDetails(reasoning_tokens=3),
+            total_tokens=100 * self.calls + 10,
+        )
+        return response
+
+
+def test_each_model_response_records_its_usage_once_and_usage_daily_prices_it(url: str) -> None:
+    async def main() -> None:
+        session = SqlSessionsSession.from_url("usage", url, model="gpt-test")
+        try:
+            await run_turns(session, turns=2, model=UsageReportingModel())
+        finally:
+            await session.close()
+
+    asyncio.run(main())
+    with Store(StoreConfig(url=url)) as store:
+        store.set_model_prices({"gpt-test": {"input": 2.0, "output": 8.0, "cached_input": 0.5}})
+        messages = store.get("usage").messages
+        usage = read_view(store.engine, "usage_daily").as_dicts()
+    reported = [(m.tool_calls is not None, m.input_tokens) for m in messages if m.model]
+    # the tool call carries its response's usage, the answer its own: four responses, once each
+    assert reported == [(True, 100), (False, 200), (True, 300), (False, 400)]
+    assert all((m.cached_tokens, m.reasoning_tokens) == (40, 3) for m in messages if m.model)
+    assert [(row["model"], row["messages"]) for row in usage] == [("gpt-test", 4)]
+    assert (usage[0]["input_tokens"], usage[0]["output_tokens"]) == (1000, 40)
+    cost = ((1000 - 160) * 2.0 + 160 * 0.5 + 40 * 8.0) / 1_000_000
+    assert usage[0]["cost"] == pytest.approx(cost)
+
+
+class CompactingClient:
+    """Stands for AsyncOpenAI: `responses.compact` returns one compaction item."""
+
+    def __init__(self) -> None:
+        self.responses = self
+
+    async def compact(self, **kwargs: Any) -> Any:
+        item = {"type": "compaction", "id": "cmp_1", "encrypted_content": "gAAA-summary"}
+        return type("Compacted", (), {"output": [item], "usage": None})()
+
+
+def test_sdk_compaction_replaces_the_items_and_keeps_the_replaced_ones_archived(url: str) -> None:
+    async def main() -> tuple[list[Any], list[Any], list[Any]]:
+        inner = SqlSessionsSession.from_url("compacted", url)
+        session = OpenAIResponsesCompactionSession(
+            "compacted",
+            inner,
+            client=CompactingClient(),  # type: ignore[arg-type]
+            should_trigger_compaction=lambda context: True,
+        )
+        try:
+            await run_turns(session, turns=1)
+            before = await inner.get_items()
+            await session.run_compaction({"force": True, "compaction_mode": "input"})
+            return before, await inner.get_items(), await session.get_items()
+        finally:
+            await inner.close()
+
+    first_run, after, seen = asyncio.run(main())
+    compacted = [{"type": "compaction", "id": "cmp_1", "encrypted_content": "gAAA-summary"}]
+    assert first_run == compacted and after == compacted and seen == compacted
+    with Store(StoreConfig(url=url)) as store:
+        segments = store.archived_segments("compacted")
+        # the Runner's automatic compaction archived the turn, the manual one its result
+        assert [s.message_count for s in segments] == [5, 1]
+        turn = [item for m in store.archived_history("compacted", 1) for item in items_of(m)]
+        assert [item.get("type", "message") for item in turn] == [
+            "message",
+            "reasoning",
+            "function_call",
+            "function_call_output",
+            "message",
+        ]
+        assert turn[0]["content"][1]["image_url"] == IMAGE
+        restored = store.restore_history("compacted", 1)
+        assert restored.archived_segment == 3 and len(store.get("compacted").messages) == 5
+
+
+def test_replace_items_archives_what_it_replaces_and_checks_the_version(url: str) -> None:
+    async def main() -> tuple[int, list[Any]]:
+        session = SqlSessionsSession.from_url("replace", url)
+        try:
+            await session.add_items([{"role": "user", "content": str(i)} for i in range(3)])
+            replaced = await session.replace_items([{"role": "user", "content": "summary"}])
+            with pytest.raises(ConflictError):
+                await session.replace_items([], expected_version=replaced.version - 1)
+            return replaced.archived_segment or 0, await session.get_items()
+        finally:
+            await session.close()
+
+    segment, items = asyncio.run(main())
+    assert items == [{"role": "user", "content": "summary"}]
+    with Store(StoreConfig(url=url)) as store:
+        archived = store.archived_history("replace", segment)
+    assert [m.content for m in archived] == ["0", "1", "2"]

@@ -11,6 +11,8 @@ CLI and the analytics views read:
 * each ``function_response`` part becomes its own ``tool`` message (``tool_call_id`` = the
   call's id, ``name`` = the function, ``content`` = the response as JSON); the rows after the
   first carry the format name but no item;
+* the first row of an event carrying ``usage_metadata`` (a model response) also carries
+  its model and token usage (:func:`event_usage`);
 * an event with none of these (a state-only event, an agent transfer, an error, a thought
   alone) is one row of kind :data:`CONTROL_KIND`, which the views do not count as a message.
 
@@ -88,7 +90,31 @@ def event_messages(event: dict[str, Any]) -> list[Message]:
             }
         )
     rows[0]["item"] = event
+    rows[0].update(event_usage(event))
     return [Message(item_format=EVENT_FORMAT, **row) for row in rows]
+
+
+def event_usage(event: dict[str, Any]) -> dict[str, Any]:
+    """The usage fields of an event that reports usage (one per model response): input =
+    ``prompt_token_count`` (cached included), output = candidates + thoughts, cached =
+    ``cached_content_token_count``, reasoning = ``thoughts_token_count``, model =
+    ``model_version``."""
+    usage = event.get("usage_metadata")
+    if not isinstance(usage, dict):
+        return {}
+    thoughts = usage.get("thoughts_token_count")
+    candidates = usage.get("candidates_token_count")
+    output = None
+    if candidates is not None or thoughts is not None:
+        output = (candidates or 0) + (thoughts or 0)
+    model = event.get("model_version")
+    return {
+        "model": model if isinstance(model, str) and model else None,
+        "input_tokens": usage.get("prompt_token_count"),
+        "output_tokens": output,
+        "cached_tokens": usage.get("cached_content_token_count"),
+        "reasoning_tokens": thoughts,
+    }
 
 
 def _call_id(part: dict[str, Any], event_id: str, index: int) -> str:

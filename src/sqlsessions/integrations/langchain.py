@@ -12,7 +12,8 @@ human -> ``user``, ai -> ``assistant`` with its tool calls (arguments as JSON te
 ``system``, tool -> ``tool`` answering ``tool_call_id``, chat -> its role when it is one of
 ours (else ``user``), function -> ``tool``. Content given as a list of blocks is projected as
 the text of its text blocks. Messages written through another API read back as the
-equivalent LangChain messages; another framework's non-chat items are skipped.
+equivalent LangChain messages; another framework's non-chat items are skipped. An AI
+message's ``usage_metadata`` and model name fill the message's usage columns.
 """
 
 from __future__ import annotations
@@ -184,9 +185,29 @@ def message_of(message: BaseMessage, field: str = "message") -> Message:
             tool_calls=calls or None,
             item=message_to_dict(message),
             item_format=ITEM_FORMAT,
+            **usage_of(message),
         )
     except InvalidInputError as exc:
         raise InvalidInputError(f"{field}.{exc.field}", exc.reason) from exc
+
+
+def usage_of(message: BaseMessage) -> dict[str, Any]:
+    """The usage fields of an AI message: its `usage_metadata` (input includes cached, output
+    includes reasoning, as LangChain counts them) and the model its response metadata names."""
+    usage = getattr(message, "usage_metadata", None)
+    if message.type not in ("ai", "AIMessageChunk") or not usage:
+        return {}
+    metadata = message.response_metadata or {}
+    model = metadata.get("model_name") or metadata.get("model")
+    input_details = usage.get("input_token_details") or {}
+    output_details = usage.get("output_token_details") or {}
+    return {
+        "model": model if isinstance(model, str) and model else None,
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "cached_tokens": input_details.get("cache_read"),
+        "reasoning_tokens": output_details.get("reasoning"),
+    }
 
 
 def messages_of(stored: Sequence[Message]) -> list[BaseMessage]:

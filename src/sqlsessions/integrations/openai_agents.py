@@ -21,20 +21,31 @@ Each Responses API input item is stored verbatim (``messages.item``, format
 
 Messages written through another API (the Go API, another framework) are read back as
 equivalent Responses items built from the projection.
+
+Token usage: the Runner passes a session its run context (``wrapper``) when every session
+method accepts one; each ``add_items`` batch records the model requests not yet recorded for
+that run on its last assistant item (model name: the session's ``model`` option).
+Compaction: ``OpenAIResponsesCompactionSession`` replaces the items through the hook
+``_atomic_replace_items`` -> :meth:`SqlSessionsSession.replace_items` (``replace_history``),
+so the replaced items stay archived instead of being cleared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Mapping
+import weakref
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
 from agents.memory import SessionSettings
+from agents.run_context import RunContextWrapper
+from agents.usage import RequestUsage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sqlsessions.aio import AsyncStore
+from sqlsessions.compaction import HistoryReplaced
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
@@ -68,13 +79,20 @@ class SqlSessionsSession:
         *,
         session_settings: SessionSettings | None = None,
         owns_store: bool = False,
+        model: str | None = None,
     ) -> None:
+        """`model`: the model name recorded with token usage (the SDK tells a session the
+        tokens of each response, not which model produced it)."""
         if not isinstance(store, AsyncStore):
             raise InvalidInputError("store", f"must be an AsyncStore, not {type(store).__name__}")
         self.session_id = session_id
         self.session_settings: SessionSettings | None = session_settings or SessionSettings()
         self.store = store
+        self.model = model
         self._owns_store = owns_store
+        self._usage_seen: weakref.WeakKeyDictionary[RunContextWrapper[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_url(
@@ -83,12 +101,15 @@ class SqlSessionsSession:
         url: str,
         *,
         session_settings: SessionSettings | None = None,
+        model: str | None = None,
         ttl: Any = DEFAULT_SESSION_TTL,
         **store_options: Any,
     ) -> SqlSessionsSession:
         """A session on its own store for `url` (closed by :meth:`close`)."""
         store = AsyncStore(StoreConfig(url=url, ttl=ttl, **store_options))
-        return cls(session_id, store, session_settings=session_settings, owns_store=True)
+        return cls(
+            session_id, store, session_settings=session_settings, owns_store=True, model=model
+        )
 
     @classmethod
     def from_engine(
@@ -97,16 +118,23 @@ class SqlSessionsSession:
         engine: AsyncEngine,
         *,
         session_settings: SessionSettings | None = None,
+        model: str | None = None,
         ttl: Any = DEFAULT_SESSION_TTL,
         **store_options: Any,
     ) -> SqlSessionsSession:
         """A session on an existing SQLAlchemy asyncio engine (never disposed by the session)."""
         config = StoreConfig(url=engine.url, ttl=ttl, **store_options)
-        return cls(session_id, AsyncStore(config, engine=engine), session_settings=session_settings)
+        store = AsyncStore(config, engine=engine)
+        return cls(session_id, store, session_settings=session_settings, model=model)
 
     # --- the Session protocol ----------------------------------------------------------------
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    # Every method takes the SDK's optional `wrapper` (the run context): the Runner passes it
+    # only to sessions whose four methods all accept it, and add_items reads usage from it.
+
+    async def get_items(
+        self, limit: int | None = None, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """The latest `limit` items (all when None) in chronological order."""
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
@@ -120,14 +148,42 @@ class SqlSessionsSession:
             items = items[-limit:]
         return cast("list[TResponseInputItem]", items)
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Append the items, in order, in one atomic write."""
+    async def add_items(
+        self, items: list[TResponseInputItem], wrapper: RunContextWrapper[Any] | None = None
+    ) -> None:
+        """Append the items, in order, in one atomic write. Given the run context (the Runner
+        passes it), the token usage of the model responses since the previous batch is
+        recorded on the batch's last assistant item."""
         if not items:
             return
         messages = [message_of(item, f"items[{i}]") for i, item in enumerate(items)]
+        seen = self._attach_usage(messages, wrapper)
         await _settle(self.store.append(self.session_id, *messages))
+        if wrapper is not None and seen is not None:
+            self._usage_seen[wrapper] = seen
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    def _attach_usage(
+        self, messages: list[Message], wrapper: RunContextWrapper[Any] | None
+    ) -> int | None:
+        """Put the usage of the requests not yet recorded for this run on the last assistant
+        message of `messages`; returns how many requests are then recorded (None: no change)."""
+        if wrapper is None:
+            return None
+        entries = wrapper.usage.request_usage_entries
+        target = _usage_target(messages)
+        seen = self._usage_seen.get(wrapper)
+        if seen is None:  # a run's first batch; a resumed run already recorded all but the last
+            seen = max(len(entries) - 1, 0) if target is not None else len(entries)
+        if target is None or seen >= len(entries):
+            return seen
+        messages[target] = messages[target].model_copy(
+            update=_usage_fields(entries[seen:], self.model)
+        )
+        return len(entries)
+
+    async def pop_item(
+        self, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the most recent item (None when the session is empty)."""
         message = await _settle(self.store.pop(self.session_id))
         if message is None:
@@ -135,9 +191,30 @@ class SqlSessionsSession:
         items = items_of(message)
         return cast("TResponseInputItem", items[-1]) if items else None
 
-    async def clear_session(self) -> None:
+    async def clear_session(self, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Remove every item of the session."""
         await _settle(self.store.clear(self.session_id))
+
+    # --- compaction without loss -------------------------------------------------------------
+
+    async def replace_items(
+        self, items: list[TResponseInputItem], *, expected_version: int | None = None
+    ) -> HistoryReplaced:
+        """Atomically replace every item with `items` (e.g. a compacted history), keeping the
+        replaced ones as an archived segment (``store.archived_history``,
+        ``store.restore_history``). ConflictError if the session moved past
+        `expected_version`."""
+        messages: list[Message | dict[str, Any]] = [
+            message_of(item, f"items[{i}]") for i, item in enumerate(items)
+        ]
+        return await _settle(
+            self.store.replace_history(self.session_id, messages, expected_version=expected_version)
+        )
+
+    async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
+        """The hook ``OpenAIResponsesCompactionSession`` calls instead of clear-then-add."""
+        await self.replace_items(items)
+        return True
 
     async def close(self) -> None:
         """Close the store if this session created it (from_url); otherwise do nothing."""
@@ -161,6 +238,27 @@ async def _settle(operation: Awaitable[T]) -> T:
                 continue
         task.result()
         raise
+
+
+def _usage_target(messages: Sequence[Message]) -> int | None:
+    """The index of the message that carries a model response's usage: the last assistant
+    chat message (an answer or a tool call), else the last assistant row (reasoning...)."""
+    assistant = [i for i, m in enumerate(messages) if m.role is Role.ASSISTANT]
+    chat = [i for i in assistant if messages[i].is_chat]
+    candidates = chat or assistant
+    return candidates[-1] if candidates else None
+
+
+def _usage_fields(entries: Sequence[RequestUsage], model: str | None) -> dict[str, Any]:
+    """The usage fields for the requests `entries` (OpenAI counts cached tokens in the input
+    and reasoning tokens in the output, as sqlsessions does)."""
+    return {
+        "model": model,
+        "input_tokens": sum(e.input_tokens for e in entries),
+        "output_tokens": sum(e.output_tokens for e in entries),
+        "cached_tokens": sum(e.input_tokens_details.cached_tokens or 0 for e in entries),
+        "reasoning_tokens": sum(e.output_tokens_details.reasoning_tokens or 0 for e in entries),
+    }
 
 
 # --- projection ----------------------------------------------------------------------------------

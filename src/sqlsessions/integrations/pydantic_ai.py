@@ -19,7 +19,8 @@ Each ``ModelMessage`` is stored verbatim (``ModelMessagesTypeAdapter``'s JSON fo
 * a ``ModelResponse`` becomes one ``assistant`` row: its text parts as ``content``, its
   ``tool-call`` parts as ``tool_calls`` (thinking and built-in tool parts stay in the item);
 * a message with none of these is one row of kind :data:`CONTROL_KIND`, not counted as a
-  message by the analytics views.
+  message by the analytics views;
+* a ``ModelResponse``'s first row carries its model and token usage (:func:`response_usage`).
 
 Saving appends with ``store.append`` (positions assigned by the database), so concurrent runs
 on one conversation never overwrite each other.
@@ -109,7 +110,30 @@ def message_rows(item: dict[str, Any]) -> list[Message]:
     if not rows:
         rows = [{"role": Role.ASSISTANT if is_response else Role.USER, "kind": CONTROL_KIND}]
     rows[0]["item"] = item
+    if is_response:
+        rows[0].update(response_usage(item))
     return [Message(item_format=MESSAGE_FORMAT, **row) for row in rows]
+
+
+def response_usage(item: dict[str, Any]) -> dict[str, Any]:
+    """The usage fields of a ``ModelResponse`` (its JSON form): ``usage`` (input includes
+    cache reads, output includes reasoning, as pydantic-ai counts them) and ``model_name``."""
+    usage = item.get("usage")
+    model = item.get("model_name")
+    fields: dict[str, Any] = {"model": model if isinstance(model, str) and model else None}
+    if not isinstance(usage, dict):
+        return fields
+    details = usage.get("details")
+    reasoning = usage.get("output_reasoning_tokens")
+    if not reasoning and isinstance(details, dict):
+        reasoning = details.get("reasoning_tokens", reasoning)
+    fields.update(
+        input_tokens=usage.get("input_tokens"),
+        output_tokens=usage.get("output_tokens"),
+        cached_tokens=usage.get("cache_read_tokens"),
+        reasoning_tokens=reasoning,
+    )
+    return fields
 
 
 def to_rows(messages: Sequence[ModelMessage]) -> list[Message]:
