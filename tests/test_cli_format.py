@@ -89,3 +89,34 @@ def test_stats_fits_an_80_column_terminal_without_breaking_ids_or_times(
     assert DEMO_AGENT_ID in demo and " 12 " in demo and " 4 " in demo
     assert any(part.count(":") == 1 for part in demo.split())  # last activity, HH:MM, whole
     assert "search_restaurants" in result.stdout
+
+
+def test_search_prints_hits_as_json_and_csv_with_the_stores_snippet(migrated_url: str) -> None:
+    url = seeded(migrated_url)
+    with Store(StoreConfig(url=url)) as store:
+        store.append("third", {"role": "user", "content": "quoted again, with a comma"})
+    result = run(url, "search", "quoted", "--format", "json")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert {(h["session_id"], h["seq"], h["role"]) for h in hits} == {
+        ("other", 1, "user"),
+        ("third", 1, "user"),
+    }
+    assert all("<mark>quoted</mark>" in h["snippet"] for h in hits)
+    assert all(h["created_at"].endswith("Z") and isinstance(h["rank"], float) for h in hits)
+    limited = run(url, "search", "quoted", "--format", "csv", "--limit", "1", "--newest")
+    assert limited.exit_code == 0, limited.output
+    rows = list(csv.DictReader(io.StringIO(limited.stdout)))
+    assert [row["session_id"] for row in rows] == ["third"]
+    assert list(rows[0]) == [
+        "session_id",
+        "seq",
+        "role",
+        "agent_id",
+        "created_at",
+        "snippet",
+        "rank",
+    ]
+    assert "more matches exist" in limited.stderr
+    nothing = run(url, "search", "absent", "--format", "json")
+    assert nothing.exit_code == 0 and json.loads(nothing.stdout) == []

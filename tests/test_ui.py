@@ -151,7 +151,7 @@ def test_the_templates_and_stylesheet_ship_inside_the_package() -> None:
     from importlib.resources import files
 
     package = files("sqlsessions.ui")
-    for name in ("sessions", "conversation", "analytics", "base", "error", "_chart"):
+    for name in ("sessions", "conversation", "analytics", "base", "error", "_chart", "search"):
         assert (package / "templates" / f"{name}.html").is_file()
     assert (package / "static" / "style.css").is_file()
     assert not Path(str(package / "static")).joinpath("app.js").exists()  # no script at all

@@ -172,6 +172,27 @@ def test_stored_html_and_script_are_shown_as_text_and_never_run(browser: Any, vi
     assert "<script>alert(9)</script>" in browser.find_element("tag name", "main").text
 
 
+def test_search_highlights_the_hit_and_its_link_opens_the_conversation_there(
+    browser: Any, viewer: str
+) -> None:
+    browser.get(viewer + "/")
+    click_and_wait(browser, next(a for a in by_css(browser, "nav a") if a.text == "Search"))
+    by_css(browser, "input[name=q]")[0].send_keys("vegetarian")
+    click_and_wait(browser, by_css(browser, "#search-form button")[0])
+    assert by_css(browser, "tr.hit")
+    marks = by_css(browser, "tr.hit:first-child td.snippet mark")
+    assert marks and {m.text.lower() for m in marks} == {"vegetarian"}
+    assert marks[0].value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
+    seq = by_css(browser, "tr.hit:first-child td.num a")[0].text
+    click_and_wait(browser, by_css(browser, "tr.hit:first-child a.hit-link")[0])
+    assert by_css(browser, "#session-id")[0].text == "demo-trip-to-lisbon"
+    assert browser.current_url.endswith(f"#m{seq}")
+    first = by_css(browser, "li.message")[0]
+    assert first.get_attribute("id") == f"m{seq}" and "vegetarian" in first.text
+    browser.get(viewer + "/search?q=" + quote("xss OR onerror OR window"))
+    assert_nothing_ran(browser)
+
+
 def test_only_get_and_head_are_served(viewer: str) -> None:
     for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
         for path in ("/", "/sessions/demo-trip-to-lisbon", "/analytics", "/nowhere"):
@@ -259,6 +280,7 @@ def take_screenshots(browser: Any, viewer: str) -> None:
         "ui-sessions.png": "/",
         "ui-conversation.png": "/sessions/demo-trip-to-lisbon",
         "ui-analytics.png": "/analytics",
+        "ui-search.png": "/search?q=" + quote("lisbon OR vegetarian OR weather"),
     }
     for name, path in shots.items():
         browser.get(viewer + path)

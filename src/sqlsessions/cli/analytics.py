@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from sqlsessions.cli.common import out, reported_errors, state_of, table
+from sqlsessions.cli.common import err, out, reported_errors, state_of, table
+from sqlsessions.cli.output import FormatOption, OutputFormat, records, write_csv, write_json
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.usage import ModelPrice
 
@@ -29,13 +30,30 @@ def search_command(
     newest: Annotated[
         bool, typer.Option("--newest", help="Newest first instead of best match first.")
     ] = False,
+    output_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Search the messages of live sessions; prints session, position, role and a snippet."""
+    """Search the messages of live sessions; prints session, position, role and a snippet.
+
+    json and csv keep the store's snippet as is (matched words in <mark>...</mark>).
+    """
     state = state_of(ctx)
     with reported_errors(state), state.open_store() as store:
         page = store.search(
             query, agent_id=agent, limit=limit, order="newest" if newest else "rank"
         )
+    if output_format is not OutputFormat.table:
+        fields = ("session_id", "seq", "role", "agent_id", "created_at", "snippet", "rank")
+        data = [
+            (h.session_id, h.seq, h.role.value, h.agent_id, h.created_at, h.snippet, h.rank)
+            for h in page.hits
+        ]
+        if output_format is OutputFormat.json:
+            write_json(records(fields, data))
+        else:
+            write_csv(fields, data)
+        if page.next_cursor is not None:
+            err().print(Text(f"(more matches exist: raise --limit above {limit})"))
+        return
     if not page.hits:
         out().print("No matching messages.")
         return

@@ -11,6 +11,7 @@ import json
 from datetime import date, datetime, time, timezone
 from importlib.resources import files
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
@@ -31,14 +32,18 @@ from sqlsessions.errors import (
 )
 from sqlsessions.models import format_timestamp
 from sqlsessions.queries import MAX_PAGE_SIZE
+from sqlsessions.search import MAX_SEARCH_PAGE
 from sqlsessions.store import Store
 from sqlsessions.ui.charts import daily_stacked, ranked_bars
 from sqlsessions.ui.conversation import conversation_entries
-from sqlsessions.ui.reads import read_conversation_page
+from sqlsessions.ui.reads import read_conversation_page, read_message_contents
 from sqlsessions.ui.security import ASGIApp, ViewerGuard
+from sqlsessions.ui.snippets import snippet_pieces
 
 SESSIONS_PER_PAGE = 50
 MESSAGES_PER_PAGE = 200
+HITS_PER_PAGE = 20
+NO_LINKS: dict[str, str | None] = {"first": None, "next": None}
 
 
 def _shown_time(value: Any) -> str:
@@ -75,14 +80,9 @@ class Viewer:
         self.shown_url = shown_url
         self.schema = schema
         self.env = template_environment()
-        # Search hook: the nav link (base.html) shows once both the store has `search`
-        # (branch `analytics`) and this class has a `search` page, routed at /search in
-        # `create_app`. A hit links into its conversation at its position:
-        # /sessions/{session_id}?after={seq - 1}#m{seq}.
-        self.search_available = hasattr(store, "search") and hasattr(self, "search")
 
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        context.update(database=self.shown_url, search_available=self.search_available, page=name)
+        context.update(database=self.shown_url, page=name)
         html = self.env.get_template(f"{name}.html").render(**context)
         return HTMLResponse(html, status_code=status)
 
@@ -156,6 +156,51 @@ class Viewer:
             entries=conversation_entries(page.seqs, page.messages),
             links=links,
         )
+
+    # --- search ----------------------------------------------------------------------------
+
+    def search(self, request: Request) -> Response:
+        """Hits for `q` (optionally one agent's, newest first), keyset-paged by `cursor`.
+
+        Bad input (a query or cursor the store refuses) is a message on this page (400).
+        """
+        params = request.query_params
+        query = params.get("q", "")
+        agent = params.get("agent") or None
+        order = params.get("order") or "rank"
+        form = {"q": query, "agent": agent or "", "order": order}
+        if not query.strip():
+            return self.render("search", form=form, hits=None, problem=None, links=NO_LINKS)
+        try:
+            limit = _positive(params.get("limit"), "limit", HITS_PER_PAGE, MAX_SEARCH_PAGE)
+            found = self.store.search(
+                query,
+                agent_id=agent,
+                limit=limit,
+                cursor=params.get("cursor") or None,
+                order=order,  # type: ignore[arg-type]  # the store refuses any other value
+            )
+        except InvalidInputError as exc:
+            return self.render(
+                "search", 400, form=form, hits=None, problem=str(exc), links=NO_LINKS
+            )
+        contents = read_message_contents(
+            self.store.engine, [(hit.session_id, hit.seq) for hit in found.hits]
+        )
+        hits = [
+            {
+                "hit": hit,
+                "pieces": snippet_pieces(hit.snippet, contents.get((hit.session_id, hit.seq))),
+                "href": f"/sessions/{quote(hit.session_id, safe='')}"
+                f"?after={hit.seq - 1}#m{hit.seq}",
+            }
+            for hit in found.hits
+        ]
+        links = {
+            "first": _with(params, cursor=None) if params.get("cursor") else None,
+            "next": _with(params, cursor=found.next_cursor) if found.next_cursor else None,
+        }
+        return self.render("search", form=form, hits=hits, problem=None, links=links)
 
     # --- analytics -------------------------------------------------------------------------
 
@@ -281,9 +326,7 @@ def create_app(
         Route("/sessions/{session_id:path}", viewer.conversation, methods=["GET"]),
         Mount("/static", app=static, name="static"),
     ]
-    if viewer.search_available:  # the search hook (see Viewer.__init__)
-        page = getattr(viewer, "search")  # noqa: B009 - the method exists only once search lands
-        routes.insert(1, Route("/search", page, methods=["GET"]))
+    routes.insert(1, Route("/search", viewer.search, methods=["GET"], name="search"))
     handlers: dict[Any, Any] = {HTTPException: viewer.error, SqlSessionsError: viewer.error}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.store = store

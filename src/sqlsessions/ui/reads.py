@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam
+from sqlalchemy import Engine, Select, bindparam, select, tuple_
 
 from sqlsessions import statements as sql
 from sqlsessions.engine import is_database_error, wrap_error
 from sqlsessions.errors import SessionNotFoundError
 from sqlsessions.models import Message, check_session_id
 from sqlsessions.operations import Operation, Steps, Transaction, drive_sync, utcnow
+from sqlsessions.schema import messages
 
 _messages_from: Select[Any] = sql.select_messages_after.limit(bindparam("limit"))
 """The first `limit` messages after `after_seq`, oldest first."""
@@ -108,6 +109,24 @@ def read_conversation_page(
         with engine.connect() as conn, conn.begin():
             page = Operation(lambda tx: _read_page(session_id, after, before, limit))
             return drive_sync(page, conn.execute, Transaction())
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        raise wrap_error(exc, engine.url) from exc
+
+
+def read_message_contents(
+    engine: Engine, positions: list[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """The content of each message at (session_id, seq) in `positions` that still exists
+    (the viewer needs it to tell the store's snippet markers from the message's own text)."""
+    if not positions:
+        return {}
+    wanted = tuple_(messages.c.session_id, messages.c.seq).in_(positions)
+    statement = select(messages.c.session_id, messages.c.seq, messages.c.content).where(wanted)
+    try:
+        with engine.connect() as conn:
+            return {(row.session_id, row.seq): row.content for row in conn.execute(statement)}
     except Exception as exc:
         if not is_database_error(exc):
             raise
