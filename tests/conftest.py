@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,24 @@ def citus_required() -> bool:
 # --- fixtures ----------------------------------------------------------------------
 
 
+def provisioned(what: str, server: AbstractContextManager[str], required: bool) -> Iterator[str]:
+    """Yield the URL `server` provides for the whole test session; when it cannot be had,
+    fail the tests that need it if `required` (CI), else skip them with the reason."""
+    stack = ExitStack()
+    try:
+        url = stack.enter_context(server)
+    except Exception as exc:
+        reason = str(exc)
+    else:
+        with stack:
+            yield url
+        return
+    message = f"{what} unavailable: {reason}"
+    if required:
+        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """Admin URL of a real PostgreSQL server, provisioned once per test session."""
@@ -105,38 +123,16 @@ def postgres_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     def remember(source: str) -> None:
         request.config.stash[_postgres_source] = source
 
-    stack = ExitStack()
-    try:
-        url = stack.enter_context(provision_postgres(report=remember))
-    except Exception as exc:
-        reason = str(exc)
-    else:
-        with stack:
-            yield url
-        return
-    message = f"PostgreSQL unavailable: {reason}"
-    if postgres_required():
-        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
-    pytest.skip(message)
+    yield from provisioned("PostgreSQL", provision_postgres(report=remember), postgres_required())
 
 
 @pytest.fixture(scope="session")
 def pgbouncer_server_url(postgres_server_url: str) -> Iterator[str]:
     """URL (database ``postgres``) of a PgBouncer in transaction mode in front of the test
     server, started once per test session."""
-    stack = ExitStack()
-    try:
-        url = stack.enter_context(provision_pgbouncer(postgres_server_url))
-    except Exception as exc:
-        reason = str(exc)
-    else:
-        with stack:
-            yield url
-        return
-    message = f"PgBouncer unavailable: {reason}"
-    if postgres_required():
-        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
-    pytest.skip(message)
+    yield from provisioned(
+        "PgBouncer", provision_pgbouncer(postgres_server_url), postgres_required()
+    )
 
 
 @pytest.fixture
@@ -152,19 +148,7 @@ def citus_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     def remember(source: str) -> None:
         request.config.stash[_citus_source] = source
 
-    stack = ExitStack()
-    try:
-        url = stack.enter_context(provision_citus(report=remember))
-    except Exception as exc:
-        reason = str(exc)
-    else:
-        with stack:
-            yield url
-        return
-    message = f"Citus unavailable: {reason}"
-    if citus_required():
-        pytest.fail(f"{message}\n(required because CI or {REQUIRE_ENV} is set)", pytrace=False)
-    pytest.skip(message)
+    yield from provisioned("Citus", provision_citus(report=remember), citus_required())
 
 
 @pytest.fixture
