@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from sqlsessions.migration_support import schema_prefix
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -91,23 +93,15 @@ GROUP BY day, agent_id
 """
 
 
-def _prefix() -> str:
-    """`"schema".` when the migrations run in a PostgreSQL schema, else nothing."""
-    schema = op.get_context().version_table_schema
-    if schema and op.get_bind().dialect.name == "postgresql":
-        return f'"{schema}".'
-    return ""
-
-
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     day = "date(m.created_at)" if dialect == "sqlite" else "(m.created_at AT TIME ZONE 'UTC')::date"
-    q = _prefix()
+    q = schema_prefix()
     for template in (_SESSION_SUMMARY, _TOOL_USAGE, _DAILY_ACTIVITY):
         op.execute(template.format(q=q, day=day, live=_LIVE))
 
 
 def downgrade() -> None:
-    q = _prefix()
+    q = schema_prefix()
     for view in reversed(VIEWS):
         op.execute(f"DROP VIEW IF EXISTS {q}{view}")

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from sqlsessions.migration_support import migration_schema, schema_prefix
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -28,7 +30,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # ALTER TABLE is rendered by Alembic itself, outside schema_translate_map: name the schema.
-    schema = _schema()
+    schema = migration_schema()
     op.add_column(
         "sessions",
         sa.Column("incarnation", sa.String(32), nullable=False, server_default=sa.text("''")),
@@ -49,17 +51,5 @@ def downgrade() -> None:
     op.drop_index("ix_messages_session_id_append_key", table_name="messages")
     # Plain ALTER TABLE ... DROP COLUMN on both dialects (SQLite has it since 3.35): a batch
     # "move and copy" on SQLite would trip over the analytics views that read these tables.
-    op.execute(f"ALTER TABLE {_prefix()}messages DROP COLUMN append_key")
-    op.execute(f"ALTER TABLE {_prefix()}sessions DROP COLUMN incarnation")
-
-
-def _schema() -> str | None:
-    """The PostgreSQL schema the migrations run in, if any."""
-    schema = op.get_context().version_table_schema
-    return schema if schema and op.get_bind().dialect.name == "postgresql" else None
-
-
-def _prefix() -> str:
-    """`"schema".` when the migrations run in a PostgreSQL schema, else nothing."""
-    schema = _schema()
-    return f'"{schema}".' if schema else ""
+    op.execute(f"ALTER TABLE {schema_prefix()}messages DROP COLUMN append_key")
+    op.execute(f"ALTER TABLE {schema_prefix()}sessions DROP COLUMN incarnation")

@@ -27,6 +27,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from sqlsessions.migration_support import migration_schema, schema_prefix
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -99,8 +101,8 @@ GROUP BY day, agent_id
 
 
 def upgrade() -> None:
-    schema = _schema()
-    q = _prefix()
+    schema = migration_schema()
+    q = schema_prefix()
     # SQLite checks views on ALTER TABLE: take them down while the table changes.
     _drop_views(q)
     # ALTER TABLE is rendered by Alembic itself, outside schema_translate_map: name the schema.
@@ -119,7 +121,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    q = _prefix()
+    q = schema_prefix()
     _drop_views(q)
     # Plain ALTER TABLE ... DROP COLUMN on both dialects (SQLite has it since 3.35).
     for column in ("item", "item_format", "kind"):
@@ -140,15 +142,3 @@ def _revision_0003() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _schema() -> str | None:
-    """The PostgreSQL schema the migrations run in, if any."""
-    schema = op.get_context().version_table_schema
-    return schema if schema and op.get_bind().dialect.name == "postgresql" else None
-
-
-def _prefix() -> str:
-    """`"schema".` when the migrations run in a PostgreSQL schema, else nothing."""
-    schema = _schema()
-    return f'"{schema}".' if schema else ""

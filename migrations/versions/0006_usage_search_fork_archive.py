@@ -30,6 +30,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from sqlsessions.migration_support import migration_schema, schema_prefix
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -105,8 +107,8 @@ _SQLITE_FTS = (
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    schema = _schema()
-    q = _prefix()
+    schema = migration_schema()
+    q = schema_prefix()
     for name in USAGE_COLUMNS:
         kind = sa.Text() if name == "model" else sa.BigInteger()
         op.add_column("messages", sa.Column(name, kind, nullable=True), schema=schema)
@@ -193,7 +195,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    q = _prefix()
+    q = schema_prefix()
     op.execute(f"DROP VIEW IF EXISTS {q}usage_daily")
     op.execute(f"DROP VIEW IF EXISTS {q}message_costs")
     if dialect == "sqlite":
@@ -212,15 +214,3 @@ def downgrade() -> None:
         op.execute(f"ALTER TABLE {q}sessions DROP COLUMN {name}")
     for name in reversed(USAGE_COLUMNS):
         op.execute(f"ALTER TABLE {q}messages DROP COLUMN {name}")
-
-
-def _schema() -> str | None:
-    """The PostgreSQL schema the migrations run in, if any."""
-    schema = op.get_context().version_table_schema
-    return schema if schema and op.get_bind().dialect.name == "postgresql" else None
-
-
-def _prefix() -> str:
-    """`"schema".` when the migrations run in a PostgreSQL schema, else nothing."""
-    schema = _schema()
-    return f'"{schema}".' if schema else ""
