@@ -26,7 +26,7 @@ from typing import Any
 from bench.baselines import Raw, utcnow
 from bench.harness import Row, ratio
 from bench.scenarios import Context, verify
-from bench.seed import new_session
+from bench.seed import analyze, new_session
 from sqlsessions import AsyncStore, Message, Role, Store, ToolCall, ToolFunction
 
 TTL = timedelta(days=7)
@@ -187,6 +187,7 @@ async def _fleet_rows(ctx: Context, k: int) -> list[Row]:
     for prefix in prefixes.values():
         for sid in _session_ids(prefix, k):
             sync_store.save(new_session(sid, seeded, seed=k))
+    analyze(Raw(ctx.url))  # planner statistics, as autovacuum keeps them in a running database
     await hand.open(k)
     counters = dict.fromkeys(prefixes, 0)
 

@@ -25,7 +25,7 @@ from bench.harness import (
     wire_round_trips,
     wire_trace,
 )
-from bench.seed import new_session, user_message
+from bench.seed import analyze, new_session, user_message
 from sqlsessions import Role, Session, Store
 
 TTL = timedelta(days=7)
@@ -350,6 +350,7 @@ def run_load(ctx: Context) -> list[Row]:
     n = settings.load_messages
     try:
         store.save(new_session(sid, n, seed=3))
+        analyze(raw)  # planner statistics, as autovacuum keeps them in a running database
 
         def load_ours(i: int) -> int:
             store.clear_cache()

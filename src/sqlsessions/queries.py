@@ -205,6 +205,12 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
     check_limit(limit, maximum=MAX_HISTORY_LIMIT)
 
     def steps(tx: Transaction) -> Steps[list[Message]]:
+        # The usual window (it does not open on a tool result) comes in one statement, which
+        # is one snapshot; otherwise (empty, absent, or to be widened) read step by step.
+        params = {"sid": session_id, "now": utcnow(), "limit": limit}
+        joined = (yield sql.select_tail_with_calls[dialect], params).all()
+        if joined and joined[0].role != TOOL:
+            return sql.messages_from_rows(*sql.split_tail_with_calls(joined))[1]
         yield from open_snapshot(dialect)  # the head, the window and its calls agree
         messages = yield from read_window()
         yield from close_snapshot(dialect)

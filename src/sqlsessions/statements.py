@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TextClause,
     Update,
+    and_,
     any_,
     bindparam,
     case,
@@ -586,6 +587,56 @@ select_tail: Select[Any] = (
     .limit(bindparam("limit"))
 )
 """The newest `limit` messages of a live session, newest first (none if absent or expired)."""
+
+_tail = (
+    select(*MESSAGE_COLUMNS)
+    .where(
+        M.session_id == bindparam("sid"),
+        exists().where(S.id == bindparam("sid"), live()),  # evaluated once per statement
+    )
+    .order_by(M.seq.desc())
+    .limit(bindparam("limit"))
+    .subquery("tail")
+)
+_CALL_COLUMNS = (T.message_seq, T.call_id, T.type, T.function_name, T.arguments)
+_calls_of_each = (
+    select(*_CALL_COLUMNS, T.idx)
+    .where(T.session_id == bindparam("sid"), T.message_seq == _tail.c.seq)
+    .lateral("calls")
+)
+select_tail_with_calls: dict[str, Select[Any]] = {
+    # PostgreSQL: one primary-key probe of tool_calls per message (LATERAL), whatever the
+    # table statistics say; SQLite (no LATERAL) plans the same probe for the plain join.
+    "postgresql": select(*_tail.c, *_calls_of_each.c)
+    .select_from(_tail.outerjoin(_calls_of_each, true()))
+    .order_by(_tail.c.seq, _calls_of_each.c.idx),
+    "sqlite": select(*_tail.c, *_CALL_COLUMNS, T.idx)
+    .select_from(
+        _tail.outerjoin(
+            tool_calls, and_(T.session_id == bindparam("sid"), T.message_seq == _tail.c.seq)
+        )
+    )
+    .order_by(_tail.c.seq, T.idx),
+}
+"""The newest `limit` messages of a live session with each one's tool calls (a row per call),
+oldest first: one statement, so one snapshot, for the usual `history` window."""
+
+
+def split_tail_with_calls(joined: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """The message rows and tool-call rows `messages_from_rows` takes, from the joined rows
+    of `select_tail_with_calls`."""
+    width = len(MESSAGE_COLUMNS)
+    rows: list[Any] = []
+    call_rows: list[Any] = []
+    previous = None
+    for row in joined:
+        if row[0] != previous:
+            rows.append(row[:width])
+            previous = row[0]
+        if row[width + 1] is not None:  # call_id: NULL when the message has no tool call
+            call_rows.append(row[width : width + len(_CALL_COLUMNS)])
+    return rows, call_rows
+
 
 lock_live_session: Select[Any] = (
     select(S.last_seq).where(S.id == bindparam("sid"), live()).with_for_update()
