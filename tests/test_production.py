@@ -326,6 +326,20 @@ def test_history_widens_to_include_the_assistant_call_of_leading_tool_results(st
     assert [m.content for m in window[1:]] == ["r1", "r2", "r3", "answer"]
 
 
+def test_history_widens_past_a_long_run_of_tool_results_to_their_call(store: Any) -> None:
+    calls = [call(i) for i in range(40)]  # more results than a window reads ahead
+    store.append("many", Message(role=Role.USER, content="q"))
+    store.append(
+        "many",
+        Message(role=Role.ASSISTANT, content="", tool_calls=calls),
+        *(Message(role=Role.TOOL, content=f"r{i}", tool_call_id=f"call-{i}") for i in range(40)),
+    )
+    window = store.history("many", limit=5)
+    assert window[0].role is Role.ASSISTANT
+    assert window[0].tool_calls == tuple(calls)  # every call, in its order
+    assert [m.content for m in window[1:]] == [f"r{i}" for i in range(40)]
+
+
 def test_history_drops_tool_results_whose_call_was_trimmed_away(store: Any) -> None:
     session = store.get("orphan")
     session.add_message_with_tool_calls(Role.ASSISTANT, "", [call(1)])

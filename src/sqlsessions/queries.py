@@ -195,6 +195,23 @@ WIDEN_STEP = 16
 TOOL = Role.TOOL.value
 
 
+def _window(rows: list[Any], limit: int, *, reached_start: bool) -> list[Any] | None:
+    """The last `limit` of `rows` (oldest first), widened back to the caller of a tool result
+    it would open on, or with orphan results dropped when no caller survives; None when the
+    caller lies before `rows` (read further step by step)."""
+    start = max(0, len(rows) - limit)
+    if rows[start][1] != TOOL:  # role
+        return rows[start:]
+    caller = next((i for i in range(start - 1, -1, -1) if rows[i][1] != TOOL), None)
+    if caller is not None:
+        return rows[caller:]
+    if not reached_start:
+        return None
+    while start < len(rows) and rows[start][1] == TOOL:  # no calling message survives
+        start += 1
+    return rows[start:]
+
+
 def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Message]]:
     """The last `limit` messages of a live session, read without loading the rest.
 
@@ -207,10 +224,15 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
     def steps(tx: Transaction) -> Steps[list[Message]]:
         # The usual window (it does not open on a tool result) comes in one statement, which
         # is one snapshot; otherwise (empty, absent, or to be widened) read step by step.
-        params = {"sid": session_id, "now": utcnow(), "limit": limit}
-        joined = (yield sql.select_tail_with_calls[dialect], params).all()
-        if joined and joined[0].role != TOOL:
-            return sql.messages_from_rows(*sql.split_tail_with_calls(joined))[1]
+        wanted = limit + WIDEN_STEP  # room to widen back to a tool result's caller
+        params = {"sid": session_id, "now": utcnow(), "limit": wanted}
+        rows, call_rows = sql.split_tail_with_calls(
+            (yield sql.select_tail_with_calls[dialect], params).all()
+        )
+        window = _window(rows, limit, reached_start=len(rows) < wanted) if rows else None
+        if window is not None:
+            first = window[0][0] if window else 0
+            return sql.messages_from_rows(window, [c for c in call_rows if c[0] >= first])[1]
         yield from open_snapshot(dialect)  # the head, the window and its calls agree
         messages = yield from read_window()
         yield from close_snapshot(dialect)
