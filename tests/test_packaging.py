@@ -37,3 +37,38 @@ def test_the_package_ships_a_py_typed_marker_and_a_license_matching_pyproject() 
     license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert re.search(r'^license = "MIT"$', pyproject, re.MULTILINE)
     assert license_text.startswith("MIT License")
+
+
+def _distribution(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_package_the_core_imports_is_a_declared_dependency() -> None:
+    """A plain `pip install sqlsessions` must be able to import the library and run the CLI;
+    the framework adapters and the viewer (their own extras) are left out."""
+    import ast
+    from importlib import metadata
+
+    requirements = metadata.requires("sqlsessions") or []
+    declared = {_distribution(r) for r in requirements if "extra ==" not in r}
+    providers = metadata.packages_distributions()
+    missing: dict[str, str] = {}
+    package = ROOT / "src" / "sqlsessions"
+    for path in package.rglob("*.py"):
+        if path.relative_to(package).parts[0] in ("integrations", "ui"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("sqlsessions", "__future__"):
+                    continue
+                distributions = {_distribution(d) for d in providers.get(top, [top])}
+                if not distributions & declared:
+                    missing[top] = str(path.relative_to(ROOT))
+    assert not missing, f"imported but not in [project].dependencies: {missing}"

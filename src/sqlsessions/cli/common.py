@@ -12,11 +12,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.exceptions import TyperException
 
 from sqlsessions.config import StoreConfig, mask_password, normalize_url
 from sqlsessions.engine import is_database_error, wrap_error
@@ -135,7 +135,7 @@ def reported_errors(state: State) -> Iterator[None]:
     """Turn sqlsessions and database errors into a red message and a non-zero exit."""
     try:
         yield
-    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+    except (typer.Exit, typer.Abort, TyperException):
         raise  # already a message and an exit code
     except SchemaNotReadyError as exc:
         fail(str(exc), EXIT_SCHEMA_NOT_READY)
