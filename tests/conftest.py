@@ -75,9 +75,20 @@ def postgres_required() -> bool:
 
 
 REQUIRE_CITUS_ENV = "SQLSESSIONS_REQUIRE_CITUS"
-CITUS_MODULES = {"test_store", "test_production", "test_migrations", "test_cli", "test_analytics"}
+CITUS_MODULES = {
+    "test_store",
+    "test_production",
+    "test_migrations",
+    "test_cli",
+    "test_analytics",
+    "test_search",
+    "test_fork",
+    "test_compaction",
+    "test_usage",
+}
 """Modules whose `db_url` tests also run on Citus: the store's behaviour (both facades),
-production semantics with the reaper, migrations, the CLI, and the analytics views."""
+production semantics with the reaper, migrations, the CLI, the analytics views, usage,
+search, fork and compaction."""
 CITUS_TEST_SHARD_COUNT = 4
 _citus_source = pytest.StashKey[str]()
 _citus_passed = pytest.StashKey[int]()
@@ -187,7 +198,8 @@ def citus_migrated_url(citus_distributed_schema: str) -> str:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM sessions"))  # every other row cascades
+            conn.execute(text("DELETE FROM sessions"))  # every other session's row cascades
+            conn.execute(text("DELETE FROM model_prices"))  # the one table without sessions
     finally:
         engine.dispose()
     return url
