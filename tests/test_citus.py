@@ -208,9 +208,32 @@ def test_a_session_revived_during_a_citus_sweep_survives_it(citus_migrated_url: 
             )
         reaped = finish(steps, conn.execute, candidates())
     engine.dispose()
-    assert reaped == 1
+    assert reaped.deleted == 1
     with Store(StoreConfig(url=citus_migrated_url)) as store:
         assert store.list() == ["revived"]
+
+
+def test_a_citus_sweep_whose_candidates_another_reaper_took_goes_on(
+    citus_migrated_url: str,
+) -> None:
+    with Store(StoreConfig(url=citus_migrated_url)) as store:
+        for name in ("a", "b", "c"):
+            store.append(name, Message(role=Role.USER, content=name))
+    set_expiry(citus_migrated_url, datetime.now(timezone.utc) - timedelta(seconds=1))
+    engine = create_engine(citus_migrated_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        steps = reap_batch_on_citus(2, "sessions").steps(Transaction())
+        candidates = conn.execute(*next(steps)).freeze()  # a full batch of two candidates...
+        with engine.begin() as other:  # ...deleted by another reaper before this one does
+            other.execute(text("DELETE FROM sessions WHERE id IN ('a', 'b')"))
+        batch = finish(steps, conn.execute, candidates())
+    engine.dispose()
+    assert batch.deleted == 0
+    assert not batch.exhausted  # so reap_expired goes on to the session left ("c")
+    with Store(StoreConfig(url=citus_migrated_url)) as store:
+        assert store.reap_expired(batch_size=2) == 1
+        assert store.list() == []
 
 
 def entry_point() -> list[str]:

@@ -241,7 +241,7 @@ class AsyncStore:
         await self._ensure_ready()  # the sweep's statements depend on the server
         total = 0
         while True:
-            deleted = await self._run(
+            batch = await self._run(
                 reap_batch(
                     self._core.dialect,
                     batch_size,
@@ -249,8 +249,8 @@ class AsyncStore:
                     schema=self.config.schema,
                 )
             )
-            total += deleted
-            if deleted < batch_size:
+            total += batch.deleted
+            if batch.exhausted:
                 return total
 
     def start_reaper(

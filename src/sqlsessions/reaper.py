@@ -9,6 +9,7 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from sqlsessions import statements as sql
 from sqlsessions.distribute import qualified
@@ -51,9 +52,18 @@ def check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
+@dataclass(frozen=True)
+class ReapedBatch:
+    """What one reaper batch did: sessions deleted, and whether the sweep is over (fewer
+    expired sessions were found than a batch holds)."""
+
+    deleted: int
+    exhausted: bool
+
+
 def reap_batch(
     dialect: str, batch_size: int, *, citus: bool = False, schema: str | None = None
-) -> Operation[int]:
+) -> Operation[ReapedBatch]:
     """Delete up to `batch_size` expired sessions with all their rows, in one short transaction
     (on Citus shard by shard: see `reap_batch_on_citus`; `schema` holds the tables)."""
     check_batch_size(batch_size)
@@ -61,14 +71,16 @@ def reap_batch(
         return reap_batch_on_citus(batch_size, qualified(sessions.name, schema))
     statement = sql.reap_batch(dialect)
 
-    def steps(tx: Transaction) -> Steps[int]:
+    def steps(tx: Transaction) -> Steps[ReapedBatch]:
         result = yield statement, {"now": utcnow(), "batch_size": batch_size}
-        return int(result.rowcount)
+        deleted = int(result.rowcount)
+        # SKIP LOCKED gives concurrent reapers disjoint batches: a short batch means done.
+        return ReapedBatch(deleted, exhausted=deleted < batch_size)
 
     return Operation(steps, writes=True, autocommit=dialect == "postgresql")
 
 
-def reap_batch_on_citus(batch_size: int, sessions_table: str) -> Operation[int]:
+def reap_batch_on_citus(batch_size: int, sessions_table: str) -> Operation[ReapedBatch]:
     """Citus: every statement touches one shard, as a locking sweep across shards cannot.
 
     The candidates are read without locks; the coordinator tells which shard holds each
@@ -81,11 +93,11 @@ def reap_batch_on_citus(batch_size: int, sessions_table: str) -> Operation[int]:
     whose expiry does not match is neither deleted nor locked.
     """
 
-    def steps(tx: Transaction) -> Steps[int]:
+    def steps(tx: Transaction) -> Steps[ReapedBatch]:
         now = utcnow()
         candidates = (yield sql.select_expired_ids, {"now": now, "batch_size": batch_size}).all()
         if not candidates:
-            return 0
+            return ReapedBatch(0, exhausted=True)
         ids = [row.id for row in candidates]
         placed = (yield sql.select_shards_of_sessions, {"table": sessions_table, "ids": ids}).all()
         by_shard: defaultdict[int, list[str]] = defaultdict(list)
@@ -95,7 +107,9 @@ def reap_batch_on_citus(batch_size: int, sessions_table: str) -> Operation[int]:
             sql.delete_expired_sessions_among,
             [{"ids": sorted(by_shard[shard]), "now": now} for shard in sorted(by_shard)],
         )
-        return int(result.rowcount)
+        # Another reaper may have deleted some candidates first: the sweep goes on while full
+        # batches of candidates are found, whatever this one deleted of them.
+        return ReapedBatch(int(result.rowcount), exhausted=len(candidates) < batch_size)
 
     return Operation(steps, writes=True)
 

@@ -238,7 +238,7 @@ class Store:
         self._ensure_ready()  # the sweep's statements depend on the server
         total = 0
         while True:
-            deleted = self._run(
+            batch = self._run(
                 reap_batch(
                     self._core.dialect,
                     batch_size,
@@ -246,8 +246,8 @@ class Store:
                     schema=self.config.schema,
                 )
             )
-            total += deleted
-            if deleted < batch_size:
+            total += batch.deleted
+            if batch.exhausted:
                 return total
 
     def start_reaper(
