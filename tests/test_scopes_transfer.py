@@ -129,3 +129,27 @@ def test_import_of_a_go_document_without_owner_lands_in_the_default_owner(
         assert contents(store, "", "go") == ["from Go"]
         with pytest.raises(SessionNotFoundError):
             store.scoped("alice").get_if_exists("go")
+
+
+def test_the_viewer_on_a_scoped_store_shows_that_owners_conversation_with_its_owner(
+    migrated_url: str,
+) -> None:
+    pytest.importorskip("starlette", reason="the ui extra is not installed")
+    import urllib.request
+
+    from sqlsessions.ui import create_app
+    from ui_browser import serving
+
+    store = seeded(migrated_url)
+    try:
+        app = create_app(migrated_url, store=store.scoped("bob"))
+        with serving(app) as base:
+            with urllib.request.urlopen(base + "/sessions/chat") as response:
+                page = response.read().decode()
+            with urllib.request.urlopen(base + "/search?q=hello") as response:
+                found = response.read().decode()
+        assert "hello from bob" in page and 'id="owner">bob<' in page
+        assert "hello from alice" not in page and "hello from nobody" not in page
+        assert "from bob" in found and "alice" not in found and "nobody" not in found
+    finally:
+        store.close()
