@@ -134,8 +134,8 @@ class StoreCore:
         self.dialect = dialect
         self.ttl = ttl
         self.scope = scope
-        self.scoped: Callable[[dict[str, Any]], dict[str, Any]] = scope.params.__or__
-        """`params` with the scope's bind parameters added (owner, scope_agent)."""
+        self.with_scope: Callable[[dict[str, Any]], dict[str, Any]] = scope.params.__or__
+        """`params` with the scope's bind parameters added (scope_owner, scope_agent)."""
         self._cache = SessionCache(cache_size)
         # On PostgreSQL, reads and one-statement writes skip BEGIN/COMMIT (two round trips):
         # under READ COMMITTED each statement has its own snapshot inside a transaction too,
@@ -227,7 +227,7 @@ class StoreCore:
         the same version; it is caught up (new messages only) only within one incarnation.
         """
         cached = self._cache.get(session_id)
-        params = self.scoped({"sid": session_id, "now": now})
+        params = self.with_scope({"sid": session_id, "now": now})
         head: Any = None
         if cached is not None:
             head = (yield sql.select_session_head, params).first()
@@ -256,11 +256,13 @@ class StoreCore:
         return state
 
     def _load_full(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
-        row = (yield sql.select_live_session, self.scoped({"sid": session_id, "now": now})).first()
+        row = (
+            yield sql.select_live_session, self.with_scope({"sid": session_id, "now": now})
+        ).first()
         if row is None:
             return None
         seqs, messages = yield from self._messages_after(session_id, 0)
-        metadata_rows = (yield sql.select_metadata, self.scoped({"sid": session_id})).all()
+        metadata_rows = (yield sql.select_metadata, self.with_scope({"sid": session_id})).all()
         return StoredState(
             session_id=session_id,
             owner=row.owner,
@@ -281,7 +283,7 @@ class StoreCore:
     def _messages_after(
         self, session_id: str, after_seq: int
     ) -> Steps[tuple[list[int], list[Any]]]:
-        params = self.scoped({"sid": session_id, "after_seq": after_seq})
+        params = self.with_scope({"sid": session_id, "after_seq": after_seq})
         rows = (yield sql.select_messages_after, params).all()
         call_rows = (yield sql.select_tool_calls_after, params).all() if rows else []
         return sql.messages_from_rows(rows, call_rows)
@@ -324,7 +326,7 @@ class StoreCore:
         owner (agents share their owner's id space); nothing when it is not."""
         if self.scope.agent_id is None:
             return
-        params = self.scoped({"sid": session_id, "now": now})
+        params = self.with_scope({"sid": session_id, "now": now})
         holder = (yield sql.select_session_agent, params).first()
         if holder is not None and holder.agent_id != self.scope.agent_id:
             raise ConflictError(
@@ -334,7 +336,7 @@ class StoreCore:
 
     def _insert_state(self, state: StoredState, now: datetime) -> Steps[bool]:
         """Insert a new session row unless a live one exists (an expired one is replaced)."""
-        yield sql.delete_expired_session, self.scoped({"sid": state.session_id, "now": now})
+        yield sql.delete_expired_session, self.with_scope({"sid": state.session_id, "now": now})
         params = sql.session_row_params(
             state.session_id,
             owner=self.scope.owner,
@@ -355,7 +357,7 @@ class StoreCore:
         """The ids of every live session."""
 
         def steps(tx: Transaction) -> Steps[list[str]]:
-            rows = (yield sql.select_live_ids, self.scoped({"now": utcnow()})).all()
+            rows = (yield sql.select_live_ids, self.with_scope({"now": utcnow()})).all()
             return [row.id for row in rows]
 
         return Operation(steps, autocommit=self.single_statements_atomic, direct=True)
@@ -459,7 +461,7 @@ class StoreCore:
         if plan.delete_outside:
             yield (
                 sql.delete_messages_outside,
-                self.scoped(
+                self.with_scope(
                     {"sid": session.id, "keep_from": plan.keep_from, "keep_to": plan.keep_to}
                 ),
             )
@@ -626,7 +628,7 @@ class StoreCore:
         check_session_id(session_id)
 
         def steps(tx: Transaction) -> Steps[None]:
-            yield sql.delete_session, self.scoped({"sid": session_id})
+            yield sql.delete_session, self.with_scope({"sid": session_id})
             tx.after_commit(lambda: self._forget(session_id))
 
         return Operation(steps, writes=True, autocommit=self.single_statements_atomic, direct=True)
@@ -640,7 +642,7 @@ class StoreCore:
             expires_at = self.expiry(now)
             result = yield (
                 sql.touch_session,
-                self.scoped({"sid": session_id, "now": now, "v_expires_at": expires_at}),
+                self.with_scope({"sid": session_id, "now": now, "v_expires_at": expires_at}),
             )
             if result.rowcount != 1:
                 raise SessionNotFoundError(session_id)
