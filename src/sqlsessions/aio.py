@@ -26,6 +26,7 @@ from sqlsessions.models import Message, Session
 from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperTask, check_batch_size, reap_batch
+from sqlsessions.row_security import row_scope_owner, with_row_scope
 from sqlsessions.search import SearchOrder, SearchPage
 from sqlsessions.steps import Operation, Transaction, drive_async
 from sqlsessions.usage import PriceRow
@@ -51,6 +52,7 @@ class AsyncStore:
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._direct = AsyncDirectExecutor(self._engine)
+        self._row_owner = row_scope_owner(self.config, self._engine.dialect.name, "")
 
     @classmethod
     def from_url(
@@ -285,6 +287,8 @@ class AsyncStore:
 
     async def _run(self, operation: Operation[T]) -> T:
         await self._ensure_ready()
+        if self._row_owner is not None:
+            operation = with_row_scope(operation, self._row_owner)
         delays = retry_delays()
         while True:
             tx = Transaction()

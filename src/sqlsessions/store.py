@@ -28,6 +28,7 @@ from sqlsessions.models import Message, Session
 from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, check_batch_size, reap_batch
+from sqlsessions.row_security import row_scope_owner, with_row_scope
 from sqlsessions.search import SearchOrder, SearchPage
 from sqlsessions.steps import Operation, Transaction, drive_sync
 from sqlsessions.usage import PriceRow
@@ -50,6 +51,7 @@ class Store:
         self._ready = False
         self._ready_lock = threading.Lock()
         self._direct = DirectExecutor(self._engine)
+        self._row_owner = row_scope_owner(self.config, self._engine.dialect.name, "")
 
     @classmethod
     def from_url(
@@ -282,6 +284,8 @@ class Store:
 
     def _run(self, operation: Operation[T]) -> T:
         self._ensure_ready()
+        if self._row_owner is not None:
+            operation = with_row_scope(operation, self._row_owner)
         delays = retry_delays()
         while True:
             tx = Transaction()
