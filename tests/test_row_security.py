@@ -41,8 +41,6 @@ from sqlsessions.row_security import (
 )
 from store_fixtures import BlockingAsyncStore
 
-pytestmark = pytest.mark.postgres
-
 APP_PASSWORD = "app-role-password"
 OWNERS = ("acme", "globex")
 SHARED_ID = "chat-1"
@@ -341,3 +339,46 @@ def test_the_row_security_command_on_sqlite_fails_in_one_line(sqlite_url: str) -
     result = CliRunner().invoke(app, ["--url", sqlite_url, "db", "row-security", "enable"])
     assert result.exit_code != 0
     assert "needs PostgreSQL" in result.output and "Traceback" not in result.output
+
+
+# --- Citus ------------------------------------------------------------------------------------
+
+
+@pytest.mark.citus
+def test_on_citus_the_app_role_sees_only_its_scope_on_distributed_tables(citus_url: str) -> None:
+    from sqlsessions.distribute import distribute
+
+    migrate(citus_url)
+    distribute(citus_url)
+    schema = make_url(citus_url).query["options"]
+    schema_name = str(schema).split("search_path=")[1].split(",")[0].strip()
+    role = f"sqlsessions_app_{secrets.token_hex(4)}"
+    run_admin(
+        citus_url,
+        f"CREATE ROLE {role} LOGIN PASSWORD '{APP_PASSWORD}'",
+        f'GRANT USAGE ON SCHEMA "{schema_name}" TO {role}',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema_name}" TO {role}',
+    )
+    try:
+        with Store.from_url(citus_url) as root:
+            for owner in OWNERS:
+                root.scoped(owner).append(SHARED_ID, Message(role=Role.USER, content=owner))
+        enable_row_security(citus_url)
+        app_url = (
+            make_url(citus_url)
+            .set(username=role, password=APP_PASSWORD)
+            .render_as_string(hide_password=False)
+        )
+        for table in ("sessions", "messages"):
+            seen = rows_seen(app_url, table, "acme")
+            assert [row.owner for row in seen] == ["acme"]
+            assert rows_seen(app_url, table, None) == []
+        with Store(StoreConfig(url=app_url, row_security=True)) as app_store:
+            acme = app_store.scoped("acme")
+            acme.append(SHARED_ID, Message(role=Role.ASSISTANT, content="reply"))
+            assert [m.content for m in acme.history(SHARED_ID)] == ["acme", "reply"]
+        assert [
+            r.content for r in rows_seen(citus_url, "messages", None) if r.owner == "globex"
+        ] == ["globex"]
+    finally:
+        run_admin(citus_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
