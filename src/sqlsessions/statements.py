@@ -154,6 +154,8 @@ begin_read_snapshot: TextClause = text("BEGIN ISOLATION LEVEL REPEATABLE READ RE
 """PostgreSQL, on an autocommit connection: the following reads all see one snapshot."""
 end_read_snapshot: TextClause = text("COMMIT")
 abandon_read_snapshot: TextClause = text("ROLLBACK")
+begin_transaction: TextClause = text("BEGIN")
+"""PostgreSQL, on an autocommit connection: a transaction the steps end with `end_read_snapshot`."""
 
 # --- writes ----------------------------------------------------------------------------
 

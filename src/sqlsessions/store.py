@@ -29,6 +29,7 @@ from sqlsessions.models import Message, Session
 from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, check_batch_size, reap_batch
+from sqlsessions.row_security import row_security_on, with_row_scope
 from sqlsessions.scope import Scope
 from sqlsessions.search import SearchOrder, SearchPage
 from sqlsessions.steps import Operation, Transaction, drive_sync
@@ -53,6 +54,7 @@ class Store:
         self._ready = False
         self._ready_lock = threading.Lock()
         self._direct = DirectExecutor(self._engine)
+        self._row_security = row_security_on(self.config, self._engine.dialect.name)
 
     @classmethod
     def from_url(
@@ -311,6 +313,8 @@ class Store:
 
     def _run(self, operation: Operation[T]) -> T:
         self._ensure_ready()
+        if self._row_security:
+            operation = with_row_scope(operation, self._core.scope.owner)
         delays = retry_delays()
         while True:
             tx = Transaction()
