@@ -37,6 +37,7 @@ from sqlsessions.row_security import (
     SCOPED_TABLES,
     disable_row_security,
     enable_row_security,
+    row_scope_statement,
     row_security_status,
 )
 from store_fixtures import BlockingAsyncStore
@@ -84,6 +85,7 @@ def app_url(postgres_url: str, app_role: str) -> str:
 @pytest.fixture
 def two_owners(postgres_url: str) -> None:
     """Both owners hold a session with the same id (written as the table owner)."""
+    migrate(postgres_url)
     with Store.from_url(postgres_url) as root:
         for owner in OWNERS:
             scoped = root.scoped(owner)
@@ -103,7 +105,7 @@ def rows_seen(url: str, table: str, owner: str | None) -> list[Any]:
     try:
         with engine.begin() as conn:
             if owner is not None:
-                conn.execute(text("SELECT set_config('sqlsessions.owner', :o, true)"), {"o": owner})
+                conn.execute(row_scope_statement(owner))
             return list(conn.execute(text(f"SELECT * FROM {table}")))
     finally:
         engine.dispose()
@@ -165,7 +167,7 @@ def test_the_app_role_cannot_write_a_row_into_another_scope(
     engine = create_engine(app_url, poolclass=NullPool)
     try:
         with pytest.raises(DBAPIError, match="row-level security"), engine.begin() as conn:
-            conn.execute(text("SELECT set_config('sqlsessions.owner', 'acme', true)"))
+            conn.execute(text("SET LOCAL sqlsessions.owner = 'acme'"))
             conn.execute(
                 text(
                     "INSERT INTO session_metadata (session_id, owner, key, value)"
@@ -173,7 +175,7 @@ def test_the_app_role_cannot_write_a_row_into_another_scope(
                 )
             )
         with engine.begin() as conn:  # a buggy caller's unfiltered delete
-            conn.execute(text("SELECT set_config('sqlsessions.owner', 'acme', true)"))
+            conn.execute(text("SET LOCAL sqlsessions.owner = 'acme'"))
             deleted = conn.execute(text("DELETE FROM sessions WHERE id = 'chat-1'")).rowcount
         assert deleted == 1
     finally:
@@ -280,12 +282,21 @@ def test_the_row_scope_never_outlives_the_stores_transaction_on_its_connection(
     store.append(SHARED_ID, Message(role=Role.USER, content="hi"))
     store.history(SHARED_ID)
     store.get(SHARED_ID)
-    engine = store.engine
-    with engine.connect() as conn:  # the very server connection the store just used
-        assert conn.execute(text("SELECT current_setting('sqlsessions.owner', true)")).scalar() in (
-            None,
-            "",
-        )
+    assert scope_setting_on_pooled_connection(store) in (None, "")
+
+
+def scope_setting_on_pooled_connection(store: Any) -> Any:
+    """`sqlsessions.owner` as seen on the store's own pooled connection (pool of one)."""
+    query = text("SELECT current_setting('sqlsessions.owner', true)")
+    if isinstance(store, BlockingAsyncStore):
+
+        async def read() -> Any:
+            async with store.async_store.engine.connect() as conn:
+                return (await conn.execute(query)).scalar()
+
+        return store.run(read())
+    with store.engine.connect() as conn:
+        return conn.execute(query).scalar()
 
 
 def test_row_scope_through_pgbouncer_stays_in_each_transaction(
@@ -382,3 +393,14 @@ def test_on_citus_the_app_role_sees_only_its_scope_on_distributed_tables(citus_u
         ] == ["globex"]
     finally:
         run_admin(citus_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+def test_an_owner_with_quotes_and_colons_is_set_as_that_exact_owner(
+    postgres_url: str, app_url: str, open_app_store: StoreFactory
+) -> None:
+    enable_row_security(postgres_url)
+    owner = "o'brien:team \\:x"
+    store = open_app_store(app_url, owner)
+    store.append(SHARED_ID, Message(role=Role.USER, content="quoted"))
+    assert [m.content for m in store.history(SHARED_ID)] == ["quoted"]
+    assert [row.owner for row in rows_seen(postgres_url, "sessions", None)] == [owner]

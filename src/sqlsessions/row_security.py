@@ -8,7 +8,7 @@ tables (and is no superuser, and has no BYPASSRLS) sees only the scope it set, w
 it runs; the owner role (migrations, the reaper, administration) is not restricted.
 
 A store configured with `StoreConfig(row_security=True)` sets the scope at the start of
-every transaction with `set_config(..., is_local => true)`, so it ends with the transaction
+every transaction with `SET LOCAL`, so it ends with the transaction
 and never stays on a pooled server connection (safe behind PgBouncer in transaction mode).
 A statement the store would run in autocommit then runs in its own short transaction.
 """
@@ -19,13 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, text
+from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.engine import URL
-from sqlalchemy.sql import Select
 
 from sqlsessions import statements as sql
 from sqlsessions.config import StoreConfig
-from sqlsessions.distribute import DISTRIBUTION_COLUMNS, qualified
+from sqlsessions.distribute import DISTRIBUTION_COLUMNS, qualified, server_is_citus
 from sqlsessions.errors import InvalidInputError, SchemaNotReadyError
 from sqlsessions.migrate import UPGRADE_COMMAND
 from sqlsessions.migrate import _connection as connection_to  # same package: shared helper
@@ -53,7 +52,13 @@ ANALYTICS_VIEWS = (
 MIN_SECURITY_INVOKER_VERSION = 150000
 """PostgreSQL 15: the first with `security_invoker` views (older views bypass the policies)."""
 
-set_row_scope: Select[Any] = select(func.set_config(SCOPE_SETTING, bindparam("owner"), True))
+
+def row_scope_statement(owner: str) -> TextClause:
+    """`SET LOCAL sqlsessions.owner` to `owner`: a SET (not `set_config`) because Citus
+    forwards SET LOCAL to the workers that evaluate the policies on the shards
+    (`citus.propagate_set_commands = 'local'`, which `enable_row_security` sets there)."""
+    literal = "'" + owner.replace("'", "''") + "'"
+    return text(f"SET LOCAL {SCOPE_SETTING} TO " + literal.replace(":", "\\:"))
 
 
 def create_policy_sql(table: str, prefix: str = "") -> str:
@@ -77,13 +82,13 @@ def with_row_scope(operation: Operation[T], owner: str) -> Operation[T]:
     statement per transaction on PostgreSQL) get it inside each read snapshot they open,
     and each statement outside a snapshot runs in a transaction of its own with it.
     """
-    scope = {"owner": owner}
+    set_scope = (row_scope_statement(owner), None)
 
     def steps(tx: Transaction) -> Steps[T]:
         inner = operation.steps(tx)
         in_transaction = not operation.autocommit
         if in_transaction:
-            yield set_row_scope, scope
+            yield set_scope
         result: Any = None
         while True:
             try:
@@ -94,7 +99,7 @@ def with_row_scope(operation: Operation[T], owner: str) -> Operation[T]:
             statement = step[0]
             if statement is sql.begin_read_snapshot:
                 result = yield step
-                yield set_row_scope, scope
+                yield set_scope
                 in_transaction = True
             elif statement is sql.end_read_snapshot:
                 result = yield step
@@ -103,7 +108,7 @@ def with_row_scope(operation: Operation[T], owner: str) -> Operation[T]:
                 result = yield step
             else:
                 yield sql.begin_transaction, None
-                yield set_row_scope, scope
+                yield set_scope
                 result = yield step
                 yield sql.end_read_snapshot, None
 
@@ -184,6 +189,12 @@ def enable_row_security(
                 "(older views would read every owner's rows)",
             )
         _alter(conn, schema, "ENABLE ROW LEVEL SECURITY", "security_invoker = true")
+        if server_is_citus(conn):  # new connections forward the scope to the workers
+            database = conn.execute(text("SELECT current_database()")).scalar_one()
+            quoted = '"' + str(database).replace('"', '""') + '"'
+            conn.execute(
+                text(f"ALTER DATABASE {quoted} SET citus.propagate_set_commands = 'local'")
+            )
         return _status(conn, schema)
 
 
