@@ -10,6 +10,7 @@ while statement-level event listeners (e.g. tracing instrumentation) are attache
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +35,10 @@ class PreparedStatement:
     positional: tuple[str, ...] | None
     bind_processors: tuple[tuple[str, Processor], ...]
     row_type: Any
-    result_processors: tuple[Processor | None, ...]
+    result_processors: tuple[tuple[int, Processor], ...]
+    """(column index, processor) of the result columns that have one."""
+    make_row: Callable[[Any], Any] | None
+    """A named row from a driver row, in C (`tuple.__new__` of the row type)."""
 
     def parameters(self, params: dict[str, Any]) -> Any:
         values = {**self.defaults, **params}
@@ -103,16 +107,23 @@ class StatementCache:
         )
         columns = getattr(element, "exported_columns", None) or ()
         names = list(columns.keys()) if columns else []
+        row_type = namedtuple("Row", names) if names else None
         prepared = PreparedStatement(
             sql=compiled.string,
             defaults={name: bind.effective_value for name, bind in binds.items()},
             positional=tuple(compiled.positiontup) if compiled.positional else None,
             bind_processors=processors,
-            row_type=namedtuple("Row", names) if names else None,
+            row_type=row_type,
             result_processors=tuple(
-                column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
-                for column in columns
+                (index, process)
+                for index, column in enumerate(columns)
+                if (
+                    process := column.type.dialect_impl(self.dialect).result_processor(
+                        self.dialect, None
+                    )
+                )
             ),
+            make_row=functools.partial(tuple.__new__, row_type) if row_type else None,
         )
         self._prepared[id(statement)] = (statement, prepared)
         return prepared
@@ -120,16 +131,17 @@ class StatementCache:
     @staticmethod
     def rows(prepared: PreparedStatement, raw_rows: list[Any]) -> list[Any]:
         """Driver rows as named rows of Python values (SQLAlchemy's result processing)."""
-        make = prepared.row_type
-        active = [(i, p) for i, p in enumerate(prepared.result_processors) if p is not None]
+        make_row = prepared.make_row
+        assert make_row is not None  # only statements returning rows reach here
+        active = prepared.result_processors
         if not active:
-            return [make(*raw) for raw in raw_rows]
+            return list(map(make_row, raw_rows))
         rows = []
         for raw in raw_rows:
             values = list(raw)
             for i, process in active:
                 values[i] = process(values[i])
-            rows.append(make(*values))
+            rows.append(make_row(values))
         return rows
 
 
