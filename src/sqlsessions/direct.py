@@ -50,23 +50,44 @@ class PreparedStatement:
 
 
 class DirectResult:
-    """The little of a SQLAlchemy Result the operations use: rows, first(), all(), rowcount."""
+    """The little of a SQLAlchemy Result the operations use: rows, first(), all(), rowcount,
+    and `plain_rows()` (plain tuples, for readers that unpack rows by position: a long
+    session's load then builds no named row at all)."""
 
-    def __init__(self, rowcount: int, rows: list[Any]) -> None:
+    def __init__(
+        self, rowcount: int, raw_rows: list[Any], prepared: PreparedStatement | None = None
+    ) -> None:
         self.rowcount = rowcount
-        self._rows = rows
+        self._raw_rows = raw_rows
+        self._prepared = prepared
+        self._rows: list[Any] | None = None if prepared is not None else raw_rows
 
-    def first(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    def all(self) -> list[Any]:
+    def _named(self) -> list[Any]:
+        if self._rows is None:
+            assert self._prepared is not None
+            self._rows = StatementCache.rows(self._prepared, self._raw_rows)
         return self._rows
 
+    def first(self) -> Any:
+        rows = self._named()
+        return rows[0] if rows else None
+
+    def all(self) -> list[Any]:
+        return self._named()
+
     def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
+        rows = self.plain_rows()
+        return rows[0][0] if rows else None
+
+    def plain_rows(self) -> list[Any]:
+        """The rows as plain tuples (see `steps.plain_rows`)."""
+        prepared = self._prepared
+        if prepared is None or not prepared.result_processors:
+            return self._raw_rows
+        return StatementCache.values(prepared, self._raw_rows)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
+        return iter(self._named())
 
 
 class StatementCache:
@@ -133,15 +154,20 @@ class StatementCache:
         """Driver rows as named rows of Python values (SQLAlchemy's result processing)."""
         make_row = prepared.make_row
         assert make_row is not None  # only statements returning rows reach here
-        active = prepared.result_processors
-        if not active:
+        if not prepared.result_processors:
             return list(map(make_row, raw_rows))
+        return list(map(make_row, StatementCache.values(prepared, raw_rows)))
+
+    @staticmethod
+    def values(prepared: PreparedStatement, raw_rows: list[Any]) -> list[Any]:
+        """Driver rows as plain tuples of Python values (each column's result processor)."""
+        active = prepared.result_processors
         rows = []
         for raw in raw_rows:
             values = list(raw)
             for i, process in active:
                 values[i] = process(values[i])
-            rows.append(make_row(values))
+            rows.append(tuple(values))
         return rows
 
 
@@ -188,10 +214,9 @@ class DirectExecutor(StatementCache):
                 cursor.executemany(prepared.sql, [prepared.parameters(p) for p in params])
                 return DirectResult(cursor.rowcount, [])
             cursor.execute(prepared.sql, prepared.parameters(params or {}))
-            rows: list[Any] = []
             if prepared.row_type is not None and cursor.description is not None:
-                rows = self.rows(prepared, cursor.fetchall())
-            return DirectResult(cursor.rowcount, rows)
+                return DirectResult(cursor.rowcount, cursor.fetchall(), prepared)
+            return DirectResult(cursor.rowcount, [])
 
         return execute
 
@@ -267,10 +292,9 @@ class AsyncDirectExecutor:
                 await cursor.executemany(prepared.sql, [prepared.parameters(p) for p in params])
                 return DirectResult(cursor.rowcount, [])
             await cursor.execute(prepared.sql, prepared.parameters(params or {}))
-            rows: list[Any] = []
             if prepared.row_type is not None and cursor.description is not None:
-                rows = statements.rows(prepared, list(await cursor.fetchall()))
-            return DirectResult(cursor.rowcount, rows)
+                return DirectResult(cursor.rowcount, list(await cursor.fetchall()), prepared)
+            return DirectResult(cursor.rowcount, [])
 
         return execute
 
