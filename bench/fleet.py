@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from bench.baselines import Raw, utcnow
+from bench.baselines import MESSAGE_READ_COLUMNS, Raw, utcnow
 from bench.harness import Row, ratio
 from bench.scenarios import Context, verify
 from bench.seed import analyze, new_session
@@ -55,7 +55,7 @@ class HandFleet:
     """Hand-written psycopg async: one connection per agent, the same work per turn."""
 
     LAST = (
-        "SELECT seq, role, content, name, tool_call_id FROM messages"
+        f"SELECT {MESSAGE_READ_COLUMNS} FROM messages"
         " WHERE session_id = %s ORDER BY seq DESC LIMIT %s"
     )
     CALLS = (
