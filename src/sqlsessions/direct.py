@@ -239,7 +239,9 @@ class AsyncDirectExecutor:
     async def run(self, operation: Operation[T], tx: Transaction) -> T:
         """Run `operation` in one transaction (or autocommit) on a pooled connection."""
         async with self.engine.connect() as conn:
-            pooled = await conn.get_raw_connection()
+            # The checked-out pooled connection, without `get_raw_connection()`'s extra
+            # greenlet hop: a started Connection holds it (public `Connection.connection`).
+            pooled = conn.sync_connection.connection  # type: ignore[union-attr]
             connection: Any = pooled.driver_connection
             try:
                 if self._sqlite:
