@@ -214,7 +214,7 @@ class DirectExecutor(StatementCache):
                 cursor.executemany(prepared.sql, [prepared.parameters(p) for p in params])
                 return DirectResult(cursor.rowcount, [])
             cursor.execute(prepared.sql, prepared.parameters(params or {}))
-            if prepared.row_type is not None and cursor.description is not None:
+            if prepared.row_type is not None and _returns_rows(cursor):
                 return DirectResult(cursor.rowcount, cursor.fetchall(), prepared)
             return DirectResult(cursor.rowcount, [])
 
@@ -294,7 +294,7 @@ class AsyncDirectExecutor:
                 await cursor.executemany(prepared.sql, [prepared.parameters(p) for p in params])
                 return DirectResult(cursor.rowcount, [])
             await cursor.execute(prepared.sql, prepared.parameters(params or {}))
-            if prepared.row_type is not None and cursor.description is not None:
+            if prepared.row_type is not None and _returns_rows(cursor):
                 return DirectResult(cursor.rowcount, list(await cursor.fetchall()), prepared)
             return DirectResult(cursor.rowcount, [])
 
@@ -305,3 +305,12 @@ def _connection_is_dead(connection: Any) -> bool:
     broken = getattr(connection, "broken", False)  # psycopg: the server went away
     closed = getattr(connection, "closed", False)
     return bool(broken or (closed is True))
+
+
+def _returns_rows(cursor: Any) -> bool:
+    """Whether the statement just executed produced a result set. psycopg builds its
+    `description` (a column object each) anew on every access: ask its result instead."""
+    result = getattr(cursor, "pgresult", None)
+    if result is not None:
+        return bool(result.nfields)
+    return cursor.description is not None
