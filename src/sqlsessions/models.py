@@ -291,10 +291,15 @@ def _trusted(cls: type[_V], state: dict[str, Any]) -> _V:
     return trusted_values(cls, (state,))[0]
 
 
+_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
 def trusted_values(cls: type[_V], states: Iterable[dict[str, Any]]) -> list[_V]:
     """An instance of `cls` for each of `states` (each one every field of `cls`, already valid,
     e.g. rows the store wrote), built in one loop: a long session's load builds thousands."""
-    fields = frozenset(cls.model_fields)
+    fields = _FIELD_NAMES.get(cls)
+    if fields is None:
+        fields = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
     new = cls.__new__
     set_attribute = object.__setattr__  # the models refuse assignment; this is construction
     values: list[_V] = []
