@@ -290,12 +290,15 @@ def messages_from_rows(
             for (_, call_id, type_, _, _), function in zip(call_rows, functions, strict=True)
         ],
     )
-    calls_of: dict[int, tuple[ToolCall, ...]] = {}
+    grouped: dict[int, list[ToolCall]] = {}
     for (seq, *_), call in zip(call_rows, calls, strict=True):
-        found = calls_of.get(seq)
-        calls_of[seq] = (call,) if found is None else (*found, call)
+        found = grouped.get(seq)
+        if found is None:
+            grouped[seq] = [call]
+        else:
+            found.append(call)
+    calls_at = {seq: tuple(found) for seq, found in grouped.items()}.get
     rows = list(rows)
-    calls_at = calls_of.get
     messages = trusted_values(
         Message,
         [
