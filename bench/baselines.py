@@ -86,6 +86,40 @@ class Raw:
             conn.execute("BEGIN")
 
 
+MESSAGE_READ_COLUMNS = (
+    "seq, role, content, name, tool_call_id, kind, item_format, item,"
+    " model, input_tokens, output_tokens, cached_tokens, reasoning_tokens"
+)
+"""Every column a stored message has: a read that rebuilds the same messages needs them all
+(framework items and usage came after the Go fields; reading only those would compare the
+library's load with a cheaper read than the one it must do)."""
+GO_MESSAGE_COLUMNS = "seq, role, content, name, tool_call_id"
+"""The Go package's message fields only (the `load … vs Go-field dicts` context row)."""
+
+
+def message_fields(row: Any, pg: bool) -> dict[str, Any]:
+    """A `MESSAGE_READ_COLUMNS` row (without its seq) as Message fields (SQLite keeps the item
+    as JSON text)."""
+    _, role, content, name, tool_call_id, kind, item_format, item, *usage = row
+    if item is not None and not pg:
+        item = json.loads(item)
+    model, input_tokens, output_tokens, cached_tokens, reasoning_tokens = usage
+    return {
+        "role": role,
+        "content": content,
+        "name": name,
+        "tool_call_id": tool_call_id,
+        "kind": kind,
+        "item_format": item_format,
+        "item": item,
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cached_tokens": cached_tokens,
+        "reasoning_tokens": reasoning_tokens,
+    }
+
+
 def message_params(sid: str, seq: int, message: Message, now: Any) -> tuple[Any, ...]:
     return (sid, seq, message.role.value, message.content, message.name, message.tool_call_id, now)
 
@@ -223,8 +257,10 @@ class HandLoad:
             " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
         )
         self._messages = sql(
-            "SELECT seq, role, content, name, tool_call_id FROM messages"
-            " WHERE session_id = ? ORDER BY seq"
+            f"SELECT {MESSAGE_READ_COLUMNS} FROM messages WHERE session_id = ? ORDER BY seq"
+        )
+        self._go_messages = sql(
+            f"SELECT {GO_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY seq"
         )
         self._calls = sql(
             "SELECT message_seq, call_id, type, function_name, arguments FROM tool_calls"
@@ -253,16 +289,12 @@ class HandLoad:
                 )
             )
         messages = []
-        for seq, role, content, name, tool_call_id in message_rows:
-            found = calls.get(seq)
+        for row in message_rows:
+            fields = message_fields(row, raw.pg)
+            fields["role"] = Role(fields["role"])
+            found = calls.get(row[0])
             messages.append(
-                Message.model_construct(
-                    role=Role(role),
-                    content=content,
-                    name=name,
-                    tool_call_id=tool_call_id,
-                    tool_calls=tuple(found) if found else None,
-                )
+                Message.model_construct(tool_calls=tuple(found) if found else None, **fields)
             )
         metadata = {key: (value if raw.pg else json.loads(value)) for key, value in metadata_rows}
         return Session.model_construct(
@@ -280,6 +312,45 @@ class HandLoad:
         raw.begin_read(conn)
         head = conn.execute(self._session, (sid, raw.ts(utcnow()))).fetchone()
         message_rows = conn.execute(self._messages, (sid,)).fetchall()
+        call_rows = conn.execute(self._calls, (sid,)).fetchall()
+        metadata_rows = conn.execute(self._metadata, (sid,)).fetchall()
+        conn.commit()
+        calls: dict[int, list[dict[str, Any]]] = {}
+        for seq, call_id, type_, fname, arguments in call_rows:
+            calls.setdefault(seq, []).append(
+                {"id": call_id, "type": type_, "function": {"name": fname, "arguments": arguments}}
+            )
+        loads = (lambda item: item) if raw.pg else json.loads  # SQLite keeps items as text
+        messages = [
+            {
+                "role": role,
+                "content": content,
+                "name": name,
+                "tool_call_id": tool_call_id,
+                "tool_calls": calls.get(seq),
+                "kind": kind,
+                "item_format": item_format,
+                "item": None if item is None else loads(item),
+                "model": model,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cached_tokens": cached_tokens,
+                "reasoning_tokens": reasoning_tokens,
+            }
+            for (
+                seq, role, content, name, tool_call_id, kind, item_format, item,
+                model, input_tokens, output_tokens, cached_tokens, reasoning_tokens,
+            ) in message_rows
+        ]  # fmt: skip
+        return {"agent_id": head[0], "messages": messages, "metadata": dict(metadata_rows)}
+
+    def load_go_dicts(self, sid: str) -> dict[str, Any]:
+        """`load_dicts` reading only the Go package's message fields (context: what the
+        load cost before messages carried framework items and usage)."""
+        raw, conn = self.raw, self.conn
+        raw.begin_read(conn)
+        head = conn.execute(self._session, (sid, raw.ts(utcnow()))).fetchone()
+        message_rows = conn.execute(self._go_messages, (sid,)).fetchall()
         call_rows = conn.execute(self._calls, (sid,)).fetchall()
         metadata_rows = conn.execute(self._metadata, (sid,)).fetchall()
         conn.commit()
@@ -316,7 +387,7 @@ class HandHistory:
             "SELECT last_seq FROM sessions WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
         )
         self._last = sql(
-            "SELECT seq, role, content, name, tool_call_id FROM messages"
+            f"SELECT {MESSAGE_READ_COLUMNS} FROM messages"
             " WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
         )
         self._calls = sql(
@@ -334,10 +405,17 @@ class HandHistory:
         calls: dict[int, list[tuple[Any, ...]]] = {}
         for seq, *call in call_rows:
             calls.setdefault(seq, []).append(tuple(call))
+        loads = (lambda item: item) if raw.pg else json.loads  # SQLite keeps items as text
         return [
             {"seq": seq, "role": role, "content": content, "name": name,
-             "tool_call_id": tool_call_id, "tool_calls": calls.get(seq)}
-            for seq, role, content, name, tool_call_id in rows
+             "tool_call_id": tool_call_id, "tool_calls": calls.get(seq), "kind": kind,
+             "item_format": item_format, "item": None if item is None else loads(item),
+             "model": model, "input_tokens": input_tokens, "output_tokens": output_tokens,
+             "cached_tokens": cached_tokens, "reasoning_tokens": reasoning_tokens}
+            for (
+                seq, role, content, name, tool_call_id, kind, item_format, item,
+                model, input_tokens, output_tokens, cached_tokens, reasoning_tokens,
+            ) in rows
         ]  # fmt: skip
 
     def close(self) -> None:

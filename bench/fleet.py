@@ -7,7 +7,9 @@ Contenders, on the same PostgreSQL database, each with K connections:
 - `Store` in K threads, `history(50)` + `append`;
 - hand-written psycopg async: the same reads (last 50 messages, their tool calls) and the
   minimal write (version bump of the session row, the three messages and the tool call in
-  one transaction), one connection per agent.
+  one transaction), one connection per agent, with no server-side prepared statements, as
+  the stores' default and every other baseline (`Raw.connect`; `bench/prepared.py` measures
+  what preparing changes).
 The figure is turns per second over all agents (higher is better); each contender runs its
 turns in a block, blocks interleaved in rounds, and the median of the rounds is reported.
 """
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from bench.baselines import Raw, utcnow
+from bench.baselines import MESSAGE_READ_COLUMNS, Raw, utcnow
 from bench.harness import Row, ratio
 from bench.scenarios import Context, verify
 from bench.seed import analyze, new_session
@@ -53,7 +55,7 @@ class HandFleet:
     """Hand-written psycopg async: one connection per agent, the same work per turn."""
 
     LAST = (
-        "SELECT seq, role, content, name, tool_call_id FROM messages"
+        f"SELECT {MESSAGE_READ_COLUMNS} FROM messages"
         " WHERE session_id = %s ORDER BY seq DESC LIMIT %s"
     )
     CALLS = (
@@ -92,6 +94,9 @@ class HandFleet:
                     host=query.get("host") or url.host,
                     port=url.port,
                     autocommit=True,
+                    # As the stores (StoreConfig.prepare_threshold=None) and Raw.connect: with
+                    # psycopg's default (5) only this side would skip the server's planning.
+                    prepare_threshold=None,
                 )
             )
 

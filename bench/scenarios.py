@@ -362,6 +362,9 @@ def run_load(ctx: Context) -> list[Row]:
         def load_dicts(i: int) -> int:
             return timed(lambda: hand.load_dicts(sid))
 
+        def load_go_dicts(i: int) -> int:
+            return timed(lambda: hand.load_go_dicts(sid))
+
         def history_ours(i: int) -> int:
             return timed(lambda: store.history(sid, 50))
 
@@ -373,6 +376,7 @@ def run_load(ctx: Context) -> list[Row]:
                 "ours": load_ours,
                 "hand": load_hand,
                 "dicts": load_dicts,
+                "go_dicts": load_go_dicts,
                 "history": history_ours,
                 "history_hand": history_hand,
             },
@@ -409,6 +413,13 @@ def run_load(ctx: Context) -> list[Row]:
             "dicts",
             "same rows into plain dicts",
             2.0,
+        ),
+        (
+            f"load {n:,} msgs, cold cache, vs Go-field dicts",
+            "ours",
+            "go_dicts",
+            "only the Go fields' columns into plain dicts (before items and usage)",
+            None,
         ),
         (f"history(50) of {n:,} msgs", "history", "history_hand", "same rows into dicts", 2.0),
     ):

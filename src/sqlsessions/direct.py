@@ -10,6 +10,7 @@ while statement-level event listeners (e.g. tracing instrumentation) are attache
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +35,10 @@ class PreparedStatement:
     positional: tuple[str, ...] | None
     bind_processors: tuple[tuple[str, Processor], ...]
     row_type: Any
-    result_processors: tuple[Processor | None, ...]
+    result_processors: tuple[tuple[int, Processor], ...]
+    """(column index, processor) of the result columns that have one."""
+    make_row: Callable[[Any], Any] | None
+    """A named row from a driver row, in C (`tuple.__new__` of the row type)."""
 
     def parameters(self, params: dict[str, Any]) -> Any:
         values = {**self.defaults, **params}
@@ -46,23 +50,44 @@ class PreparedStatement:
 
 
 class DirectResult:
-    """The little of a SQLAlchemy Result the operations use: rows, first(), all(), rowcount."""
+    """The little of a SQLAlchemy Result the operations use: rows, first(), all(), rowcount,
+    and `plain_rows()` (plain tuples, for readers that unpack rows by position: a long
+    session's load then builds no named row at all)."""
 
-    def __init__(self, rowcount: int, rows: list[Any]) -> None:
+    def __init__(
+        self, rowcount: int, raw_rows: list[Any], prepared: PreparedStatement | None = None
+    ) -> None:
         self.rowcount = rowcount
-        self._rows = rows
+        self._raw_rows = raw_rows
+        self._prepared = prepared
+        self._rows: list[Any] | None = None if prepared is not None else raw_rows
 
-    def first(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    def all(self) -> list[Any]:
+    def _named(self) -> list[Any]:
+        if self._rows is None:
+            assert self._prepared is not None
+            self._rows = StatementCache.rows(self._prepared, self._raw_rows)
         return self._rows
 
+    def first(self) -> Any:
+        rows = self._named()
+        return rows[0] if rows else None
+
+    def all(self) -> list[Any]:
+        return self._named()
+
     def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
+        rows = self.plain_rows()
+        return rows[0][0] if rows else None
+
+    def plain_rows(self) -> list[Any]:
+        """The rows as plain tuples (see `steps.plain_rows`)."""
+        prepared = self._prepared
+        if prepared is None or not prepared.result_processors:
+            return self._raw_rows
+        return StatementCache.values(prepared, self._raw_rows)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
+        return iter(self._named())
 
 
 class StatementCache:
@@ -103,16 +128,23 @@ class StatementCache:
         )
         columns = getattr(element, "exported_columns", None) or ()
         names = list(columns.keys()) if columns else []
+        row_type = namedtuple("Row", names) if names else None
         prepared = PreparedStatement(
             sql=compiled.string,
             defaults={name: bind.effective_value for name, bind in binds.items()},
             positional=tuple(compiled.positiontup) if compiled.positional else None,
             bind_processors=processors,
-            row_type=namedtuple("Row", names) if names else None,
+            row_type=row_type,
             result_processors=tuple(
-                column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
-                for column in columns
+                (index, process)
+                for index, column in enumerate(columns)
+                if (
+                    process := column.type.dialect_impl(self.dialect).result_processor(
+                        self.dialect, None
+                    )
+                )
             ),
+            make_row=functools.partial(tuple.__new__, row_type) if row_type else None,
         )
         self._prepared[id(statement)] = (statement, prepared)
         return prepared
@@ -120,16 +152,22 @@ class StatementCache:
     @staticmethod
     def rows(prepared: PreparedStatement, raw_rows: list[Any]) -> list[Any]:
         """Driver rows as named rows of Python values (SQLAlchemy's result processing)."""
-        make = prepared.row_type
-        active = [(i, p) for i, p in enumerate(prepared.result_processors) if p is not None]
-        if not active:
-            return [make(*raw) for raw in raw_rows]
+        make_row = prepared.make_row
+        assert make_row is not None  # only statements returning rows reach here
+        if not prepared.result_processors:
+            return list(map(make_row, raw_rows))
+        return list(map(make_row, StatementCache.values(prepared, raw_rows)))
+
+    @staticmethod
+    def values(prepared: PreparedStatement, raw_rows: list[Any]) -> list[Any]:
+        """Driver rows as plain tuples of Python values (each column's result processor)."""
+        active = prepared.result_processors
         rows = []
         for raw in raw_rows:
             values = list(raw)
             for i, process in active:
                 values[i] = process(values[i])
-            rows.append(make(*values))
+            rows.append(tuple(values))
         return rows
 
 
@@ -176,10 +214,9 @@ class DirectExecutor(StatementCache):
                 cursor.executemany(prepared.sql, [prepared.parameters(p) for p in params])
                 return DirectResult(cursor.rowcount, [])
             cursor.execute(prepared.sql, prepared.parameters(params or {}))
-            rows: list[Any] = []
-            if prepared.row_type is not None and cursor.description is not None:
-                rows = self.rows(prepared, cursor.fetchall())
-            return DirectResult(cursor.rowcount, rows)
+            if prepared.row_type is not None and _returns_rows(cursor):
+                return DirectResult(cursor.rowcount, cursor.fetchall(), prepared)
+            return DirectResult(cursor.rowcount, [])
 
         return execute
 
@@ -202,7 +239,9 @@ class AsyncDirectExecutor:
     async def run(self, operation: Operation[T], tx: Transaction) -> T:
         """Run `operation` in one transaction (or autocommit) on a pooled connection."""
         async with self.engine.connect() as conn:
-            pooled = await conn.get_raw_connection()
+            # The checked-out pooled connection, without `get_raw_connection()`'s extra
+            # greenlet hop: a started Connection holds it (public `Connection.connection`).
+            pooled = conn.sync_connection.connection  # type: ignore[union-attr]
             connection: Any = pooled.driver_connection
             try:
                 if self._sqlite:
@@ -255,10 +294,9 @@ class AsyncDirectExecutor:
                 await cursor.executemany(prepared.sql, [prepared.parameters(p) for p in params])
                 return DirectResult(cursor.rowcount, [])
             await cursor.execute(prepared.sql, prepared.parameters(params or {}))
-            rows: list[Any] = []
-            if prepared.row_type is not None and cursor.description is not None:
-                rows = statements.rows(prepared, list(await cursor.fetchall()))
-            return DirectResult(cursor.rowcount, rows)
+            if prepared.row_type is not None and _returns_rows(cursor):
+                return DirectResult(cursor.rowcount, list(await cursor.fetchall()), prepared)
+            return DirectResult(cursor.rowcount, [])
 
         return execute
 
@@ -267,3 +305,12 @@ def _connection_is_dead(connection: Any) -> bool:
     broken = getattr(connection, "broken", False)  # psycopg: the server went away
     closed = getattr(connection, "closed", False)
     return bool(broken or (closed is True))
+
+
+def _returns_rows(cursor: Any) -> bool:
+    """Whether the statement just executed produced a result set. psycopg builds its
+    `description` (a column object each) anew on every access: ask its result instead."""
+    result = getattr(cursor, "pgresult", None)
+    if result is not None:
+        return bool(result.nfields)
+    return cursor.description is not None

@@ -21,7 +21,7 @@ pydantic's ``ValidationError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
@@ -290,12 +290,30 @@ class ToolCall(_Value):
 def _trusted(cls: type[_V], state: dict[str, Any]) -> _V:
     """An instance of `cls` holding `state` (every field, already valid): what `model_construct`
     does, minus its per-field defaults and bookkeeping, which dominate loading long sessions."""
-    value = cls.__new__(cls)
-    object.__setattr__(value, "__dict__", state)
-    object.__setattr__(value, "__pydantic_fields_set__", set(state))
-    object.__setattr__(value, "__pydantic_extra__", None)
-    object.__setattr__(value, "__pydantic_private__", None)
-    return value
+    return trusted_values(cls, (state,))[0]
+
+
+_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
+def trusted_values(cls: type[_V], states: Iterable[dict[str, Any]]) -> list[_V]:
+    """An instance of `cls` for each of `states` (each one every field of `cls`, already valid,
+    e.g. rows the store wrote), built in one loop: a long session's load builds thousands."""
+    fields = _FIELD_NAMES.get(cls)
+    if fields is None:
+        fields = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
+    new = cls.__new__
+    set_attribute = object.__setattr__  # the models refuse assignment; this is construction
+    values: list[_V] = []
+    append = values.append
+    for state in states:
+        value = new(cls)
+        set_attribute(value, "__dict__", state)
+        set_attribute(value, "__pydantic_fields_set__", set(fields))
+        set_attribute(value, "__pydantic_extra__", None)
+        set_attribute(value, "__pydantic_private__", None)
+        append(value)
+    return values
 
 
 def _check_kind(value: str) -> str:

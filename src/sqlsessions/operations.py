@@ -34,7 +34,7 @@ from sqlsessions.scope import ROOT_SCOPE, Scope
 from sqlsessions.steps import Operation as Operation
 from sqlsessions.steps import Steps as Steps
 from sqlsessions.steps import Transaction as Transaction
-from sqlsessions.steps import close_snapshot, open_snapshot
+from sqlsessions.steps import close_snapshot, open_snapshot, plain_rows
 from sqlsessions.steps import drive_async as drive_async
 from sqlsessions.steps import drive_sync as drive_sync
 from sqlsessions.steps import utcnow as utcnow
@@ -284,8 +284,8 @@ class StoreCore:
         self, session_id: str, after_seq: int
     ) -> Steps[tuple[list[int], list[Any]]]:
         params = self.with_scope({"sid": session_id, "after_seq": after_seq})
-        rows = (yield sql.select_messages_after, params).all()
-        call_rows = (yield sql.select_tool_calls_after, params).all() if rows else []
+        rows = plain_rows((yield sql.select_messages_after, params))
+        call_rows = plain_rows((yield sql.select_tool_calls_after, params)) if rows else []
         return sql.messages_from_rows(rows, call_rows)
 
     def _catch_up(self, cached: StoredState, head: Any) -> Steps[StoredState]:

@@ -228,6 +228,8 @@ def history(
     check_limit(limit, maximum=MAX_HISTORY_LIMIT)
 
     def steps(tx: Transaction) -> Steps[list[Message]]:
+        if dialect != "postgresql":  # one transaction, one snapshot, and statements cost no
+            return (yield from read_window())  # round trip: plain reads beat the join there
         # The usual window (it does not open on a tool result) comes in one statement, which
         # is one snapshot; otherwise (empty, absent, or to be widened) read step by step.
         wanted = limit + WIDEN_STEP  # room to widen back to a tool result's caller

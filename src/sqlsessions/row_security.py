@@ -232,7 +232,9 @@ def _status(conn: Connection, schema: str | None) -> RowSecurityStatus:
     tables = _existing(conn, schema, SCOPED_TABLES)
     if not tables:
         raise SchemaNotReadyError(f"the sqlsessions tables do not exist: run `{UPGRADE_COMMAND}`")
-    enforced, not_enforced, missing = [], [], []
+    enforced: list[str] = []
+    not_enforced: list[str] = []
+    missing: list[str] = []
     for table in tables:
         row = conn.execute(
             _TABLE_SECURITY, {"name": qualified(table, schema), "policy": POLICY_NAME}
@@ -240,7 +242,8 @@ def _status(conn: Connection, schema: str | None) -> RowSecurityStatus:
         if not row.has_policy:
             missing.append(table)
         (enforced if row.relrowsecurity else not_enforced).append(table)
-    invoker, definer = [], []
+    invoker: list[str] = []
+    definer: list[str] = []
     for view in _existing(conn, schema, ANALYTICS_VIEWS):
         is_invoker = conn.execute(_VIEW_INVOKER, {"name": qualified(view, schema)}).scalar()
         (invoker if is_invoker else definer).append(view)

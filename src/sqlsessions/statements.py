@@ -8,7 +8,6 @@ sync and async stores execute exactly these.
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -45,9 +44,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.engine import Row
 
-from sqlsessions.models import Message, Role, ToolCall
+from sqlsessions.models import Message, Role, ToolCall, ToolFunction, trusted_values
 from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
 from sqlsessions.validation import numeric_safe_json_text
 
@@ -325,33 +323,56 @@ def message_rows(
 
 
 def messages_from_rows(
-    rows: Iterable[Row[Any]], call_rows: Iterable[Row[Any]]
+    rows: Iterable[Sequence[Any]], call_rows: Iterable[Sequence[Any]]
 ) -> tuple[list[int], list[Message]]:
-    """Rebuild messages (with their tool calls) from rows, without re-validating trusted data."""
-    calls_by_seq: defaultdict[int, list[ToolCall]] = defaultdict(list)
-    for message_seq, call_id, type_, function_name, arguments in call_rows:  # type: ignore[misc]
-        calls_by_seq[message_seq].append(
-            ToolCall.from_trusted(call_id, type_, function_name, arguments)
-        )
-    seqs: list[int] = []
-    result: list[Message] = []
-    for seq, role, content, name, tool_call_id, kind, item_format, item, *usage in rows:  # type: ignore[misc]
-        calls = calls_by_seq.get(seq)
-        seqs.append(seq)
-        result.append(
-            Message.from_trusted(
-                ROLES[role],
-                content,
-                name,
-                tool_call_id,
-                tuple(calls) if calls else None,
-                kind,
-                item_format,
-                item,
-                usage,
-            )
-        )
-    return seqs, result
+    """Rebuild messages (with their tool calls) from rows of `MESSAGE_COLUMNS` and of tool
+    calls (message_seq, call_id, type, function_name, arguments), without re-validating
+    trusted data: each model is built in bulk (`trusted_values`)."""
+    call_rows = list(call_rows)
+    functions = trusted_values(
+        ToolFunction, [{"name": name, "arguments": arguments} for *_, name, arguments in call_rows]
+    )
+    calls = trusted_values(
+        ToolCall,
+        [
+            {"id": call_id, "type": type_, "function": function}
+            for (_, call_id, type_, _, _), function in zip(call_rows, functions, strict=True)
+        ],
+    )
+    grouped: dict[int, list[ToolCall]] = {}
+    for (seq, *_), call in zip(call_rows, calls, strict=True):
+        found = grouped.get(seq)
+        if found is None:
+            grouped[seq] = [call]
+        else:
+            found.append(call)
+    calls_at = {seq: tuple(found) for seq, found in grouped.items()}.get
+    rows = list(rows)
+    messages = trusted_values(
+        Message,
+        [
+            {
+                "role": ROLES[role],
+                "content": content,
+                "name": name,
+                "tool_call_id": tool_call_id,
+                "tool_calls": calls_at(seq),
+                "kind": kind,
+                "item_format": item_format,
+                "item": item,
+                "model": model,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cached_tokens": cached_tokens,
+                "reasoning_tokens": reasoning_tokens,
+            }
+            for (
+                seq, role, content, name, tool_call_id, kind, item_format, item,
+                model, input_tokens, output_tokens, cached_tokens, reasoning_tokens,
+            ) in rows
+        ],
+    )  # fmt: skip
+    return [row[0] for row in rows], messages
 
 
 # --- append: positions assigned inside the database ----------------------------------------

@@ -129,6 +129,13 @@ async def drive_async(
     return value
 
 
+def plain_rows(result: Any) -> list[Any]:
+    """A step's rows for unpacking by position: plain tuples when the executor has them
+    (the driver fast path then builds no named row), else the result's rows."""
+    plain = getattr(result, "plain_rows", None)
+    return plain() if plain is not None else result.all()  # type: ignore[no-any-return]
+
+
 def open_snapshot(dialect: str) -> Steps[None]:
     """Steps making the reads that follow see one snapshot.
 
