@@ -1,0 +1,83 @@
+"""The end of a conversation as a framework adapter reads it: its own items, verbatim.
+
+A framework adapter stores each item verbatim (``messages.item``) beside the projection the
+Go API reads. Reading its rows back as `Message` objects would fetch and decode the
+projection (content, tool calls, usage) and build a model per row, only for the adapter to
+take the item out again: that was most of the cost of loading a long history. Here one
+statement fetches the item of each of the newest rows and nothing else. Only when one of
+them was not written in the adapter's format (e.g. through the Go API) are the rows read
+again, whole, by one statement, so a mixed session still reads back complete.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Select, Text, bindparam, case, cast, exists, select
+
+from sqlsessions import statements as sql
+from sqlsessions.models import Message, check_session_id, check_text
+from sqlsessions.queries import check_limit
+from sqlsessions.schema import messages, sessions
+from sqlsessions.steps import Operation, Steps, Transaction, utcnow
+
+M = messages.c
+S = sessions.c
+
+ALL = 2**62
+"""The row limit that means "every message" (both dialects take it as an integer)."""
+
+ItemOrMessage = dict[str, Any] | Message
+"""One entry of `last_items`: the row's item when written in the format asked for, else the
+row as a `Message`."""
+
+select_last_items: Select[Any] = (
+    # The item's JSON text (decoded below in one go, not row by row), NULL for a row not
+    # written in the format asked for (or without an item).
+    select(case((M.item_format == bindparam("item_format"), cast(M.item, Text()))).label("item"))
+    .where(
+        M.session_id == bindparam("sid"),
+        exists().where(S.id == bindparam("sid"), sql.live()),  # evaluated once per statement
+    )
+    .order_by(M.seq.desc())
+    .limit(bindparam("limit"))
+)
+"""The item (JSON text) of each of the newest `limit` rows of a live session, newest first."""
+
+
+def last_items(
+    dialect: str, session_id: str, item_format: str, limit: int | None = None
+) -> Operation[list[ItemOrMessage]]:
+    """The last `limit` messages (all when None), oldest first, exactly `limit` when there
+    are that many: each as its item if it was written in `item_format`, else as a `Message`.
+    An absent or expired session has none."""
+    check_session_id(session_id)
+    check_text(item_format, "item_format")
+    if limit is not None:
+        check_limit(limit)
+
+    def steps(tx: Transaction) -> Steps[list[ItemOrMessage]]:
+        params = {
+            "sid": session_id,
+            "now": utcnow(),
+            "limit": ALL if limit is None else limit,
+            "item_format": item_format,
+        }
+        texts = [row[0] for row in (yield select_last_items, params).all()]
+        if None not in texts:  # every row was written in this format: the usual case
+            texts.reverse()
+            # One parse of the whole window: several times faster than a parse per row.
+            items: list[ItemOrMessage] = json.loads("[" + ",".join(texts) + "]")
+            return items
+        # Some row needs its projection: read the window again, whole (one statement).
+        joined = (yield sql.select_tail_with_calls[dialect], params).all()
+        _, stored = sql.messages_from_rows(*sql.split_tail_with_calls(joined))
+        return [
+            message.item
+            if message.item is not None and message.item_format == item_format
+            else message
+            for message in stored
+        ]
+
+    return Operation(steps, autocommit=dialect == "postgresql", direct=True)
