@@ -71,6 +71,15 @@ def test_rows_written_otherwise_come_back_as_messages_with_their_tool_calls(stor
     assert store.last_items("s", FORMAT, 2) == [other_format, read[4]]
 
 
+def test_a_row_of_the_format_without_an_item_comes_back_as_none(store: Any) -> None:
+    # How the ADK adapter stores an event across several rows: the first carries the item.
+    continuation = Message(role=Role.TOOL, content="{}", tool_call_id="c1", item_format=FORMAT)
+    store.append("s", item_message({"i": 1}), continuation, item_message({"i": 2}))
+    assert store.last_items("s", FORMAT) == [{"i": 1}, None, {"i": 2}]
+    store.append("s", Message(role=Role.USER, content="go api"))  # forces the whole-row read
+    assert store.last_items("s", FORMAT)[:3] == [{"i": 1}, None, {"i": 2}]
+
+
 def test_the_limit_is_exact_and_every_message_counts_once(store: Any) -> None:
     store.append("s", *(item_message({"i": i}) for i in range(7)), go_tool_call())
     assert [entry["i"] for entry in store.last_items("s", FORMAT, 3)[:2]] == [5, 6]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, case, cast, exists, select
+from sqlalchemy import Select, Text, bindparam, case, cast, exists, func, select
 
 from sqlsessions import statements as sql
 from sqlsessions.models import Message, check_session_id, check_text
@@ -28,14 +28,22 @@ S = sessions.c
 ALL = 2**62
 """The row limit that means "every message" (both dialects take it as an integer)."""
 
-ItemOrMessage = dict[str, Any] | Message
-"""One entry of `last_items`: the row's item when written in the format asked for, else the
-row as a `Message`."""
+ItemOrMessage = dict[str, Any] | Message | None
+"""One entry of `last_items`: the row's item when written in the format asked for (None for
+a row of that format without one: the continuation of an item stored across several rows,
+as the ADK adapter does), else the row as a `Message`."""
 
 select_last_items: Select[Any] = (
-    # The item's JSON text (decoded below in one go, not row by row), NULL for a row not
-    # written in the format asked for (or without an item).
-    select(case((M.item_format == bindparam("item_format"), cast(M.item, Text()))).label("item"))
+    # The item's JSON text (decoded below in one go, not row by row): 'null' for a row of the
+    # format without an item, NULL (SQL) for a row not written in the format.
+    select(
+        case(
+            (
+                M.item_format == bindparam("item_format"),
+                func.coalesce(cast(M.item, Text()), "null"),
+            )
+        ).label("item")
+    )
     .where(
         M.session_id == bindparam("sid"),
         exists().where(S.id == bindparam("sid"), sql.live()),  # evaluated once per statement
@@ -50,8 +58,8 @@ def last_items(
     dialect: str, session_id: str, item_format: str, limit: int | None = None
 ) -> Operation[list[ItemOrMessage]]:
     """The last `limit` messages (all when None), oldest first, exactly `limit` when there
-    are that many: each as its item if it was written in `item_format`, else as a `Message`.
-    An absent or expired session has none."""
+    are that many: each as its item if it was written in `item_format` (None if that row has
+    no item), else as a `Message`. An absent or expired session has none."""
     check_session_id(session_id)
     check_text(item_format, "item_format")
     if limit is not None:
@@ -74,10 +82,7 @@ def last_items(
         joined = (yield sql.select_tail_with_calls[dialect], params).all()
         _, stored = sql.messages_from_rows(*sql.split_tail_with_calls(joined))
         return [
-            message.item
-            if message.item is not None and message.item_format == item_format
-            else message
-            for message in stored
+            message.item if message.item_format == item_format else message for message in stored
         ]
 
     return Operation(steps, autocommit=dialect == "postgresql", direct=True)

@@ -227,7 +227,7 @@ def messages_of(stored: Sequence[ItemOrMessage]) -> list[BaseMessage]:
                 items = []
             if entry.is_chat:
                 result.append(_from_projection(entry))
-        else:
+        elif entry is not None:
             items.append(entry)
     if items:
         result.extend(messages_from_dict(items))

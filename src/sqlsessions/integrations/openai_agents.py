@@ -145,7 +145,7 @@ class SqlSessionsSession:
         for entry in entries:
             if isinstance(entry, Message):  # written through another API: rebuilt
                 items.extend(items_of(entry))
-            else:
+            elif entry is not None:
                 items.append(entry)
         if limit is not None and len(items) > limit:  # a foreign message may yield several
             items = items[-limit:]
