@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import or_, select
 
 from sqlsessions import schema
 from sqlsessions.aio import AsyncStore
@@ -31,26 +31,24 @@ class Head:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-_sessions, _meta = schema.sessions, schema.session_metadata
-_select_heads = (  # built once: SQLAlchemy's compiled cache then serves every call
-    select(_sessions.c.id, _sessions.c.updated_at, _meta.c.key, _meta.c.value)
-    .select_from(_sessions.outerjoin(_meta, _meta.c.session_id == _sessions.c.id))
-    .where(
-        _sessions.c.id.in_(bindparam("ids", expanding=True)),
-        or_(_sessions.c.expires_at.is_(None), _sessions.c.expires_at > bindparam("now")),
-    )
-)
-
-
 async def read_heads(store: AsyncStore, session_ids: Sequence[str]) -> dict[str, Head]:
     """session id -> its head, for the ids that name a live (existing, unexpired) session."""
+    sessions, meta = schema.sessions, schema.session_metadata
     now = datetime.now(timezone.utc)
     found: dict[str, Head] = {}
     try:
         async with store.engine.connect() as conn:
             for start in range(0, len(session_ids), _CHUNK):
                 chunk = list(dict.fromkeys(session_ids[start : start + _CHUNK]))
-                for row in await conn.execute(_select_heads, {"ids": chunk, "now": now}):
+                query = (
+                    select(sessions.c.id, sessions.c.updated_at, meta.c.key, meta.c.value)
+                    .select_from(sessions.outerjoin(meta, meta.c.session_id == sessions.c.id))
+                    .where(
+                        sessions.c.id.in_(chunk),
+                        or_(sessions.c.expires_at.is_(None), sessions.c.expires_at > now),
+                    )
+                )
+                for row in await conn.execute(query):
                     head = found.setdefault(row.id, Head(row.updated_at))
                     if row.key is not None:
                         head.metadata[row.key] = row.value
