@@ -33,24 +33,28 @@ ItemOrMessage = dict[str, Any] | Message | None
 a row of that format without one: the continuation of an item stored across several rows,
 as the ADK adapter does), else the row as a `Message`."""
 
-select_last_items: Select[Any] = (
-    # The item's JSON text (decoded below in one go, not row by row): 'null' for a row of the
-    # format without an item, NULL (SQL) for a row not written in the format.
-    select(
-        case(
-            (
-                M.item_format == bindparam("item_format"),
-                func.coalesce(cast(M.item, Text()), "null"),
-            )
-        ).label("item")
-    )
+_newest = (
+    select(M.seq, M.item_format, M.item)
     .where(
         M.session_id == bindparam("sid"),
         exists().where(S.id == bindparam("sid"), sql.live()),  # evaluated once per statement
     )
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
+    .subquery("newest")
 )
+select_last_items: Select[Any] = select(
+    # The item's JSON text (decoded below in one go, not row by row): 'null' for a row of the
+    # format without an item, NULL (SQL) for a row not written in the format. Computed outside
+    # the LIMIT, so only for the rows returned, whatever plan the table's statistics lead to
+    # (a sort of the whole session first would otherwise render every item as text).
+    case(
+        (
+            _newest.c.item_format == bindparam("item_format"),
+            func.coalesce(cast(_newest.c.item, Text()), "null"),
+        )
+    ).label("item")
+).order_by(_newest.c.seq.desc())
 """The item (JSON text) of each of the newest `limit` rows of a live session, newest first."""
 
 
