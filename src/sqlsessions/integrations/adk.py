@@ -290,8 +290,9 @@ class SqlSessionService(BaseSessionService):
 
     async def _last_events(self, key: str, count: int) -> list[dict[str, Any]]:
         """The newest `count` events, reading a window of rows that grows until it holds
-        them (an event may span several rows)."""
-        window = max(2 * count, 8)
+        them (an event may span several rows; most take one, so the first window is only a
+        little larger than `count`: every row read is a JSON document parsed)."""
+        window = count + max(8, count // 4)
         while True:
             rows = await self.store.last_items(key, EVENT_FORMAT, window)
             events = [row for row in rows if isinstance(row, dict)]  # continuations skipped
