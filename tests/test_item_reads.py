@@ -86,6 +86,7 @@ def test_the_limit_is_exact_and_every_message_counts_once(store: Any) -> None:
     assert len(store.last_items("s", FORMAT, 3)) == 3
     assert len(store.last_items("s", FORMAT, 100)) == 8
     assert len(store.last_items("s", FORMAT)) == 8
+    assert len(store.last_items("s", FORMAT, 2**63 - 1)) == 8  # the largest database integer
 
 
 def test_an_absent_or_expired_session_has_no_items_and_nothing_is_created(
@@ -105,6 +106,8 @@ def test_an_absent_or_expired_session_has_no_items_and_nothing_is_created(
     [
         (("s", FORMAT, 0), "limit"),
         (("s", FORMAT, "3"), "limit"),
+        pytest.param(("s", FORMAT, 2**63), "limit", id="limit-2**63"),
+        pytest.param(("s", FORMAT, 10**400), "limit", id="limit-10**400"),
         (("s", 3), "item_format"),
         (("s", "a\x00b"), "item_format"),
         (("", FORMAT), "session_id"),

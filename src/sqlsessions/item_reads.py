@@ -21,12 +21,11 @@ from sqlsessions.models import Message, check_session_id, check_text
 from sqlsessions.queries import check_limit
 from sqlsessions.schema import messages, sessions
 from sqlsessions.steps import Operation, Steps, Transaction, utcnow
+from sqlsessions.tail import ALL, MAX_LIMIT
 
 M = messages.c
 S = sessions.c
 
-ALL = 2**62
-"""The row limit that means "every message" (both dialects take it as an integer)."""
 
 ItemOrMessage = dict[str, Any] | Message | None
 """One entry of `last_items`: the row's item when written in the format asked for (None for
@@ -67,7 +66,7 @@ def last_items(
     check_session_id(session_id)
     check_text(item_format, "item_format")
     if limit is not None:
-        check_limit(limit)
+        check_limit(limit, maximum=MAX_LIMIT)
 
     def steps(tx: Transaction) -> Steps[list[ItemOrMessage]]:
         params = {
