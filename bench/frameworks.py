@@ -63,7 +63,9 @@ def _rows(
     rows = []
     for operation, pair in contenders.items():
         heavy = str(LOAD_SIZE) in operation
-        repeats = max(8, settings.repeats // (5 if heavy else 2))
+        # At least 40 samples a row even in a --quick run (a few seconds in all): with 8, one
+        # neighbour's burst on the shared machine swung a ratio from 0.6x to 1.0x.
+        repeats = max(40, settings.repeats // (5 if heavy else 2))
         stats = interleaved(pair, max(2, settings.warmup // 2), repeats)
         ours, base = stats["ours"].median, stats["framework"].median
         r = ratio(ours, base)

@@ -87,10 +87,12 @@ CITUS_MODULES = {
     "test_usage",
     "test_scopes",
     "test_scopes_transfer",
+    "test_item_reads",
 }
 """Modules whose `db_url` tests also run on Citus: the store's behaviour (both facades),
 production semantics with the reaper, migrations, the CLI, the analytics views, usage,
-search, fork, compaction and scoped stores (owners and agents)."""
+search, fork, compaction, scoped stores (owners and agents) and the framework adapters'
+read path."""
 CITUS_TEST_SHARD_COUNT = 4
 _citus_source = pytest.StashKey[str]()
 _citus_passed = pytest.StashKey[int]()

@@ -102,6 +102,43 @@ def test_num_recent_events_returns_the_latest_events_in_order(migrated_url: str)
     assert none == [] and last_two == ["e3", "e4"]
 
 
+def test_num_recent_events_holds_whole_events_that_span_many_rows(migrated_url: str) -> None:
+    # Each event answers 6 function calls: 6 stored rows (the first carries the event), more
+    # than the first window of rows read for the last 3 events.
+    def answers(i: int) -> Event:
+        parts = [
+            types.Part(
+                function_response=types.FunctionResponse(
+                    id=f"c{i}-{k}", name="f", response={"k": k}
+                )
+            )
+            for k in range(6)
+        ]
+        return Event(
+            id=f"ev{i}",
+            author="agent",
+            invocation_id="inv",
+            content=types.Content(role="user", parts=parts),
+        )
+
+    async def body(service: SqlSessionService) -> list[list[str]]:
+        session = await service.create_session(app_name=APP, user_id="u", session_id="s")
+        for i in range(8):
+            await service.append_event(session, answers(i))
+        kw = {"app_name": APP, "user_id": "u", "session_id": "s"}
+        found = []
+        for n in (1, 3, 8):
+            got = await service.get_session(**kw, config=GetSessionConfig(num_recent_events=n))
+            assert got is not None
+            assert all(len(e.content.parts) == 6 for e in got.events)
+            found.append([e.id for e in got.events])
+        return found
+
+    one, three, eight = run(migrated_url, body)
+    assert one == ["ev7"] and three == ["ev5", "ev6", "ev7"]
+    assert eight == [f"ev{i}" for i in range(8)]
+
+
 def test_after_timestamp_returns_the_events_from_that_time_on(migrated_url: str) -> None:
     async def body(service: SqlSessionService) -> tuple[list[str], list[str]]:
         session = await service.create_session(app_name=APP, user_id="u", session_id="s")

@@ -247,6 +247,15 @@ def test_last_messages_rejects_a_limit_below_one(store: Any) -> None:
         store.last_messages("s", 0)
 
 
+@pytest.mark.parametrize("limit", [2**63, 10**400], ids=["2**63", "10**400"])
+def test_last_messages_rejects_a_limit_no_database_integer_holds(store: Any, limit: int) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        store.last_messages("s", limit)
+    assert caught.value.field == "limit"
+    store.append("s", Message(role=Role.USER, content="m"))
+    assert len(store.last_messages("s", 2**63 - 1)) == 1  # the largest database integer
+
+
 def test_pop_removes_and_returns_the_last_message_with_its_item_and_tool_calls(store: Any) -> None:
     store.append("s", *conversation())
     session = store.get("s")  # cached: must not be served stale after the pop

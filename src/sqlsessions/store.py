@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
-from sqlsessions import compaction, queries, search, tail, usage
+from sqlsessions import compaction, item_reads, queries, search, tail, usage
 from sqlsessions.compaction import ArchivedSegment, HistoryReplaced
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig, mask_password
 from sqlsessions.direct import DirectExecutor
@@ -24,6 +24,7 @@ from sqlsessions.engine import (
     retry_delays,
 )
 from sqlsessions.fork import fork
+from sqlsessions.item_reads import ItemOrMessage
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
 from sqlsessions.operations import StoreCore
@@ -150,6 +151,16 @@ class Store:
         there are that many (unlike `history`, no widening around tool results). A session
         that does not exist or has expired has no messages: the result is empty."""
         return self._run(tail.last_messages(self._core.dialect, self.scope, session_id, limit))
+
+    def last_items(
+        self, session_id: str, item_format: str, limit: int | None = None
+    ) -> builtins.list[ItemOrMessage]:
+        """`last_messages` for a framework adapter: each message written with an item in
+        `item_format` comes back as that item (a dict, nothing else decoded), any other as
+        its `Message`. One statement; an absent or expired session has none."""
+        return self._run(
+            item_reads.last_items(self._core.dialect, self.scope, session_id, item_format, limit)
+        )
 
     def pop(self, session_id: str) -> Message | None:
         """Remove the session's last message and return it (None if it has none or is absent).

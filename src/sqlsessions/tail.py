@@ -20,6 +20,8 @@ from sqlsessions.steps import close_snapshot, open_snapshot
 
 ALL = 2**62
 """The row limit that means "every message" (both dialects take it as an integer)."""
+MAX_LIMIT = 2**63 - 1
+"""The largest limit a caller may give: the largest integer both databases hold."""
 
 ASSISTANT = Role.ASSISTANT.value
 
@@ -31,7 +33,7 @@ def last_messages(
     is not widened or narrowed around tool results. An absent or expired session has none."""
     check_session_id(session_id)
     if limit is not None:
-        check_limit(limit)
+        check_limit(limit, maximum=MAX_LIMIT)
 
     def steps(tx: Transaction) -> Steps[list[Message]]:
         params = {"sid": session_id, "now": utcnow(), "limit": ALL if limit is None else limit}

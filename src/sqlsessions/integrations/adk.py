@@ -50,7 +50,12 @@ from typing_extensions import override
 from sqlsessions import Session as StoredSession
 from sqlsessions.aio import AsyncStore
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
-from sqlsessions.integrations.adk_events import event_messages, select_events, stored_events
+from sqlsessions.integrations.adk_events import (
+    EVENT_FORMAT,
+    event_messages,
+    select_events,
+    stored_events,
+)
 from sqlsessions.integrations.adk_state import Head, read_heads
 from sqlsessions.validation import metadata_problem
 
@@ -285,11 +290,12 @@ class SqlSessionService(BaseSessionService):
 
     async def _last_events(self, key: str, count: int) -> list[dict[str, Any]]:
         """The newest `count` events, reading a window of rows that grows until it holds
-        them (an event may span several rows)."""
-        window = max(2 * count, 8)
+        them (an event may span several rows; most take one, so the first window is only a
+        little larger than `count`: every row read is a JSON document parsed)."""
+        window = count + max(8, count // 4)
         while True:
-            rows = await self.store.last_messages(key, window)
-            events = stored_events(rows)
+            rows = await self.store.last_items(key, EVENT_FORMAT, window)
+            events = [row for row in rows if isinstance(row, dict)]  # continuations skipped
             if len(events) >= count or len(rows) < window:
                 return events[-count:]
             window *= 4

@@ -38,6 +38,8 @@ async def read_heads(store: AsyncStore, session_ids: Sequence[str]) -> dict[str,
     found: dict[str, Head] = {}
     try:
         async with store.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":  # single statements: no BEGIN, no ROLLBACK
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             for start in range(0, len(session_ids), _CHUNK):
                 chunk = list(dict.fromkeys(session_ids[start : start + _CHUNK]))
                 query = (

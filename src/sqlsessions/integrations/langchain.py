@@ -37,6 +37,7 @@ from langchain_core.messages.tool import tool_call
 from sqlsessions.aio import AsyncStore
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
 from sqlsessions.errors import InvalidInputError
+from sqlsessions.item_reads import ItemOrMessage
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction
 from sqlsessions.store import Store
 
@@ -111,11 +112,11 @@ class SqlSessionsChatMessageHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """Every message of the session, oldest first."""
-        return messages_of(self.store.last_messages(self.session_id))
+        return messages_of(self.store.last_items(self.session_id, ITEM_FORMAT))
 
     async def aget_messages(self) -> list[BaseMessage]:
         """Every message of the session, oldest first."""
-        return messages_of(await self.async_store.last_messages(self.session_id))
+        return messages_of(await self.async_store.last_items(self.session_id, ITEM_FORMAT))
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append the messages, in order, in one atomic write."""
@@ -210,14 +211,26 @@ def usage_of(message: BaseMessage) -> dict[str, Any]:
     }
 
 
-def messages_of(stored: Sequence[Message]) -> list[BaseMessage]:
-    """LangChain messages for stored ones (rebuilt from the projection when not ours)."""
+def messages_of(stored: Sequence[ItemOrMessage]) -> list[BaseMessage]:
+    """LangChain messages for stored ones: our own items (`message_to_dict` form, as
+    `store.last_items` returns them, or carried by a `Message`), else rebuilt from the
+    projection."""
     result: list[BaseMessage] = []
-    for message in stored:
-        if message.item is not None and message.item_format == ITEM_FORMAT:
-            result.extend(messages_from_dict([message.item]))
-        elif message.is_chat:
-            result.append(_from_projection(message))
+    items: list[dict[str, Any]] = []  # consecutive items, converted in one call
+    for entry in stored:
+        if isinstance(entry, Message):
+            if entry.item is not None and entry.item_format == ITEM_FORMAT:
+                items.append(entry.item)
+                continue
+            if items:
+                result.extend(messages_from_dict(items))
+                items = []
+            if entry.is_chat:
+                result.append(_from_projection(entry))
+        elif entry is not None:
+            items.append(entry)
+    if items:
+        result.extend(messages_from_dict(items))
     return result
 
 

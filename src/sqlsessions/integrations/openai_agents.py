@@ -140,10 +140,13 @@ class SqlSessionsSession:
             limit = self.session_settings.limit
         if limit is not None and limit <= 0:
             return []
-        messages = await self.store.last_messages(self.session_id, limit)
+        entries = await self.store.last_items(self.session_id, ITEM_FORMAT, limit)
         items: list[Any] = []
-        for message in messages:
-            items.extend(items_of(message))
+        for entry in entries:
+            if isinstance(entry, Message):  # written through another API: rebuilt
+                items.extend(items_of(entry))
+            elif entry is not None:
+                items.append(entry)
         if limit is not None and len(items) > limit:  # a foreign message may yield several
             items = items[-limit:]
         return cast("list[TResponseInputItem]", items)
