@@ -44,15 +44,11 @@ class SkillHarness:
         """Run a tool the way an agent framework would: through the handler of `tools()`
         (or `call`/`acall` when the tool is not listed), checking the result is JSON."""
         listed = {tool.name: tool for tool in skill.tools()}
+        tool = listed.get(name) if isinstance(name, str) else None
         if self.loop is None:
-            tool = listed.get(name)
             result = tool.handler(arguments) if tool else skill.call(name, arguments)
         else:
-            coroutine = (
-                listed[name].async_handler(arguments)
-                if name in listed
-                else skill.acall(name, arguments)
-            )
+            coroutine = tool.async_handler(arguments) if tool else skill.acall(name, arguments)
             result = self.loop.run_until_complete(coroutine)
         json.dumps(result)  # every result is JSON-serialisable
         return result

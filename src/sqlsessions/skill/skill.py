@@ -215,13 +215,21 @@ class Skill:
 
     def call(self, name: str, arguments: dict[str, Any] | str | None = None) -> dict[str, Any]:
         """Run tool `name` with `arguments` (a dict, or the JSON text a model produced)."""
-        return self._sync_handler(name)(arguments)  # type: ignore[arg-type]
+        try:
+            store, steps = self._prepare(name, arguments, Store)
+            return run_sync(steps, store)
+        except Exception as exc:  # a tool must answer, never crash the agent loop
+            return _error_result(name, exc)
 
     async def acall(
         self, name: str, arguments: dict[str, Any] | str | None = None
     ) -> dict[str, Any]:
         """`call` for a skill on an `AsyncStore`."""
-        return await self._async_handler(name)(arguments)  # type: ignore[arg-type]
+        try:
+            store, steps = self._prepare(name, arguments, AsyncStore)
+            return await run_async(steps, store)
+        except Exception as exc:  # a tool must answer, never crash the agent loop
+            return _error_result(name, exc)
 
     # --- running a tool -----------------------------------------------------------------
 
@@ -233,22 +241,14 @@ class Skill:
 
     def _sync_handler(self, name: str) -> ToolHandler:
         def run(arguments: dict[str, Any]) -> dict[str, Any]:
-            try:
-                store, steps = self._prepare(name, arguments, Store)
-                return run_sync(steps, store)
-            except Exception as exc:  # a tool must answer, never crash the agent loop
-                return _error_result(name, exc)
+            return self.call(name, arguments)
 
         run.__name__ = name
         return run
 
     def _async_handler(self, name: str) -> AsyncToolHandler:
         async def run(arguments: dict[str, Any]) -> dict[str, Any]:
-            try:
-                store, steps = self._prepare(name, arguments, AsyncStore)
-                return await run_async(steps, store)
-            except Exception as exc:  # a tool must answer, never crash the agent loop
-                return _error_result(name, exc)
+            return await self.acall(name, arguments)
 
         run.__name__ = name
         return run
