@@ -473,3 +473,73 @@ def test_sessions_metadata_get_says_when_a_key_does_not_exist(
 def test_sessions_metadata_get_reports_an_unknown_session_or_missing_key(run: Run) -> None:
     assert_error(run("sessions_metadata_get", {"session_id": "ghost", "key": "k"}), "not found")
     assert_error(run("sessions_metadata_get", {"session_id": "ghost"}), "'key'")
+
+
+def test_set_storage_with_an_async_engine_builds_an_async_store_on_it(migrated_url: str) -> None:
+    import asyncio
+
+    async def scenario() -> dict[str, Any]:
+        async with AsyncStore(StoreConfig(url=migrated_url)) as owner_of_the_engine:
+            skill = Skill(owner_of_the_engine.engine)
+            assert isinstance(skill.store, AsyncStore)
+            assert skill.store.engine is owner_of_the_engine.engine
+            await skill.acall(
+                "sessions_metadata_set", {"session_id": "a", "key": "k", "value": "2"}
+            )
+            skill.close()  # the engine stays usable: it is the caller's
+            return (await owner_of_the_engine.get_if_exists("a")).metadata
+
+    assert asyncio.run(scenario()) == {"k": 2}
+
+
+def test_metadata_set_retries_when_another_writer_saved_first_and_keeps_both_changes(
+    migrated_url: str,
+) -> None:
+    import asyncio
+
+    from sqlsessions import Session
+
+    config = StoreConfig(url=migrated_url)
+
+    class RacedStore(Store):
+        """A store whose first save loses a race against another writer."""
+
+        raced = False
+
+        def save(self, session: Session) -> None:
+            if not self.raced:
+                self.raced = True
+                with Store(config) as other:
+                    theirs = other.get(session.id)
+                    theirs.set_metadata("theirs", 1)
+                    other.save(theirs)
+            super().save(session)
+
+    class RacedAsyncStore(AsyncStore):
+        raced = False
+
+        async def save(self, session: Session) -> None:
+            if not self.raced:
+                self.raced = True
+                with Store(config) as other:
+                    theirs = other.get(session.id)
+                    theirs.set_metadata("theirs", 1)
+                    other.save(theirs)
+            await super().save(session)
+
+    arguments = {"session_id": "raced", "key": "mine", "value": "2"}
+    with RacedStore(config) as store:
+        assert Skill(store).call("sessions_metadata_set", arguments)["status"] == "set"
+        assert store.raced
+        with Store(config) as fresh:
+            assert fresh.get_if_exists("raced").metadata == {"theirs": 1, "mine": 2}
+
+    async def scenario() -> dict[str, Any]:
+        async with RacedAsyncStore(config) as store:
+            result = await Skill(store).acall("sessions_metadata_set", {**arguments, "value": "3"})
+            assert store.raced
+            return result
+
+    assert asyncio.run(scenario())["status"] == "set"
+    with Store(config) as fresh:
+        assert fresh.get_if_exists("raced").metadata == {"theirs": 1, "mine": 3}
