@@ -195,3 +195,15 @@ def test_closing_a_scoped_skill_leaves_the_callers_store_open(migrated_url: str)
             skill.call("sessions_metadata_set", {"session_id": "a", "key": "k", "value": "1"})
         assert store.scoped("acme").get_if_exists("a").metadata == {"k": 1}
         assert store.list() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"owner": 7}, "owner"), ({"owner": "a\x00"}, "owner"), ({"agent_id": ""}, "agent_id")],
+)
+def test_a_bad_owner_or_agent_is_invalid_input_naming_it(
+    options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        Skill(**options)
+    assert raised.value.field == field
