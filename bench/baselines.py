@@ -350,23 +350,25 @@ class HandHistory:
 class HandReads:
     """One primary-key lookup of a session's version (autocommit: one round trip), and the
     first page of live session summaries in the library's order (newest update first;
-    served by the (updated_at, id) index of migration 0002)."""
+    served by the (owner, updated_at, id) index of migration 0007), in the default owner ''
+    as an unscoped store reads them."""
 
     def __init__(self, raw: Raw) -> None:
         self.raw = raw
         self.conn = raw.connect(autocommit=True)
         self._head = raw.sql(
             "SELECT version, expires_at FROM sessions"
-            " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " WHERE id = ? AND owner = '' AND (expires_at IS NULL OR expires_at > ?)"
         )
         self._page = raw.sql(
             "SELECT id, agent_id, message_count, created_at, updated_at, expires_at"
-            " FROM sessions WHERE (expires_at IS NULL OR expires_at > ?)"
+            " FROM sessions WHERE owner = '' AND (expires_at IS NULL OR expires_at > ?)"
             " ORDER BY updated_at DESC, id DESC LIMIT ?"
         )
         self._agent_page = raw.sql(
             "SELECT id, agent_id, message_count, created_at, updated_at, expires_at"
-            " FROM sessions WHERE agent_id = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " FROM sessions WHERE owner = '' AND agent_id = ?"
+            " AND (expires_at IS NULL OR expires_at > ?)"
             " ORDER BY updated_at DESC, id DESC LIMIT ?"
         )
 

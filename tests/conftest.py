@@ -85,10 +85,12 @@ CITUS_MODULES = {
     "test_fork",
     "test_compaction",
     "test_usage",
+    "test_scopes",
+    "test_scopes_transfer",
 }
 """Modules whose `db_url` tests also run on Citus: the store's behaviour (both facades),
 production semantics with the reaper, migrations, the CLI, the analytics views, usage,
-search, fork and compaction."""
+search, fork, compaction and scoped stores (owners and agents)."""
 CITUS_TEST_SHARD_COUNT = 4
 _citus_source = pytest.StashKey[str]()
 _citus_passed = pytest.StashKey[int]()

@@ -32,6 +32,10 @@ class BlockingAsyncStore:
 
         return call
 
+    def scoped(self, owner: str | None = None, **kwargs: Any) -> BlockingAsyncStore:
+        """The AsyncStore's scoped view, driven the same way."""
+        return BlockingAsyncStore(self.async_store.scoped(owner, **kwargs), self._loop)
+
     def run(self, coroutine: Any) -> Any:
         """Run a coroutine of the caller's to completion on the store's loop."""
         return self._loop.run_until_complete(coroutine)

@@ -178,6 +178,54 @@ def test_migrations_keep_working_after_distribution_and_keep_the_data(citus_url:
         assert [m.content for m in store.get("old").messages] == ["from 0003", "at head"]
 
 
+def test_a_cluster_distributed_before_owners_upgrades_and_keeps_owners_apart(
+    citus_url: str,
+) -> None:
+    migrate(citus_url, "0006")
+    distribute(citus_url, shard_count=4)
+    engine = create_engine(citus_url, poolclass=NullPool)
+    with engine.begin() as conn:  # written at 0006, before owners existed
+        conn.execute(
+            text(
+                "INSERT INTO sessions (id, agent_id, created_at, updated_at, version,"
+                " rewrite_version, last_seq, message_count)"
+                " VALUES ('chat', 'bot', now(), now(), 1, 1, 1, 1)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (session_id, seq, role, content, created_at)"
+                " VALUES ('chat', 1, 'user', 'written at 0006', now())"
+            )
+        )
+    engine.dispose()
+    migrate(citus_url)
+    assert check(citus_url) == []
+    assert_distributed_by_session(citus_url)
+    assert distribute(citus_url).changed is False
+    with Store(StoreConfig(url=citus_url)) as store:
+        alice = store.scoped("alice")
+        add_chat(alice, "chat")
+        alice.fork("chat", "copy")
+        store.replace_history("chat", [Message(role=Role.USER, content="summary")])
+        assert [m.content for m in store.get_if_exists("chat").messages] == ["summary"]
+        assert [m.content for m in alice.get_if_exists("chat").messages] == ["hello chat", "hi"]
+        assert store.archived_segments("chat")[0].message_count == 1
+        assert alice.archived_segments("chat") == []
+        assert {h.session_id for h in alice.search("hello").hits} == {"chat", "copy"}
+    with pytest.raises(SqlSessionsError, match="owner"):
+        downgrade(citus_url, "0006")
+    with Store(StoreConfig(url=citus_url)) as store:
+        store.scoped("alice").delete("chat")
+        store.scoped("alice").delete("copy")
+    downgrade(citus_url, "0006")
+    assert_distributed_by_session(citus_url)
+    migrate(citus_url)
+    assert check(citus_url) == []
+    with Store(StoreConfig(url=citus_url)) as store:
+        assert [m.content for m in store.get_if_exists("chat").messages] == ["summary"]
+
+
 # --- the reaper --------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from sqlsessions import (
     SchemaNotReadyError,
     Session,
     SessionNotFoundError,
+    SqlSessionsError,
     Store,
     StoreConfig,
     ToolCall,
@@ -397,3 +398,57 @@ def test_messages_written_before_items_existed_become_chat_messages_and_items_su
             "message",
             None,
         )
+
+
+# --- 0007: session owners ------------------------------------------------------------------------
+
+BEFORE_OWNERS = "0006"
+
+
+def test_sessions_written_before_owners_existed_belong_to_the_default_owner(db_url: str) -> None:
+    migrate(db_url, BEFORE_OWNERS)
+    write_first_revision_rows(db_url)
+    migrate(db_url)
+    assert check(db_url) == []
+    owners = run_sql(db_url, "SELECT DISTINCT owner FROM messages UNION SELECT owner FROM sessions")
+    assert [tuple(row) for row in owners] == [("",)]
+    with Store(StoreConfig(url=db_url)) as store:
+        assert_sessions_intact(store)
+        assert store.get_if_exists("full").owner == ""
+        assert_writable_after_upgrade(db_url, store)
+        # The same id is free in another owner, and writing there leaves the old one alone.
+        store.scoped("alice").append("full", Message(role=Role.USER, content="alice's Lisbon"))
+        assert [m.content for m in store.get_if_exists("full").messages][-1] == "resumed"
+        # The search index still points at the right rows (SQLite rebuilt the tables).
+        assert [h.session_id for h in store.search("Lisbon").hits] == ["full"]
+        assert [h.snippet for h in store.scoped("alice").search("Lisbon").hits] == [
+            "alice's <mark>Lisbon</mark>"
+        ]
+
+
+def test_a_downgrade_below_owners_refuses_while_a_session_has_an_owner_and_keeps_everything(
+    db_url: str,
+) -> None:
+    migrate(db_url)
+    with Store(StoreConfig(url=db_url, ttl=None)) as store:
+        store.save(conversation_with_everything("s"))
+        owned = conversation_with_everything("s")
+        owned.owner = "alice"
+        store.scoped("alice").save(owned)
+        expected = store.get_if_exists("s").model_dump()
+    with pytest.raises(SqlSessionsError, match="owner other than ''"):
+        downgrade(db_url, BEFORE_OWNERS)
+    assert current(db_url) == head_revision()
+    assert check(db_url) == []
+    with Store(StoreConfig(url=db_url, ttl=None)) as store:
+        assert store.scoped("alice").get_if_exists("s").owner == "alice"
+        store.scoped("alice").delete("s")
+    downgrade(db_url, BEFORE_OWNERS)
+    assert current(db_url) == BEFORE_OWNERS
+    summary = run_sql(db_url, "SELECT total_messages FROM session_summary WHERE session_id = 's'")
+    assert [tuple(row) for row in summary] == [(3,)]
+    migrate(db_url)
+    assert check(db_url) == []
+    with Store(StoreConfig(url=db_url)) as store:
+        assert store.get_if_exists("s").model_dump() == expected
+        assert [h.session_id for h in store.search("sys").hits] == ["s"]

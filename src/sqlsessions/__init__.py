@@ -18,6 +18,7 @@ from sqlsessions.errors import (
 )
 from sqlsessions.migrate import migrate
 from sqlsessions.models import Message, Role, Session, ToolCall, ToolFunction
+from sqlsessions.scope import Scope
 from sqlsessions.search import SearchHit, SearchPage
 from sqlsessions.skill import Skill
 from sqlsessions.store import Store
@@ -39,6 +40,7 @@ __all__ = [
     "ModelPrice",
     "Role",
     "SchemaNotReadyError",
+    "Scope",
     "SearchHit",
     "SearchPage",
     "Session",

@@ -102,14 +102,18 @@ def read_view(
     agent_id: str | None = None,
     session_id: str | None = None,
     limit: int | None = None,
+    owner: str | None = None,
 ) -> ViewRows:
-    """Rows of `view`, newest first, optionally for one agent or session, at most `limit`."""
+    """Rows of `view`, newest first, optionally for one agent or session (of one `owner`:
+    every view has an `owner` column since migration 0007), at most `limit`."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; one of {', '.join(VIEWS)}")
     names = VIEWS[view]
     placed = schema if engine.dialect.name == "postgresql" else None
-    source = table(view, *(column(name) for name in names), schema=placed)
+    source = table(view, *(column(name) for name in (*names, "owner")), schema=placed)
     query = select(*(source.c[name] for name in names))
+    if owner is not None:
+        query = query.where(source.c.owner == owner)
     if agent_id is not None:
         query = query.where(source.c.agent_id == agent_id)
     if session_id is not None:

@@ -40,6 +40,8 @@ class StoredState:
     incarnation: str = ""
     """The token of the stored row this state belongs to: a session deleted (or expired) and
     created again under the same id restarts at version 1 with another token."""
+    owner: str = ""
+    """The owner of the stored session (its identity is (owner, session_id))."""
 
     def describes(self, head: Any) -> bool:
         """Whether a session row's head (incarnation, version) is exactly this state's."""

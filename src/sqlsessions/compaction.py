@@ -21,6 +21,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -38,6 +39,7 @@ from sqlsessions.schema import (
     sessions,
     tool_calls,
 )
+from sqlsessions.scope import Scope
 
 S = sessions.c
 M = messages.c
@@ -73,7 +75,7 @@ class ArchivedSegment:
 
 def _bump(expected: bool) -> Update:
     """Advance the session row for a rewrite (optionally only at the expected version)."""
-    conditions = [S.id == bindparam("sid"), sql.live()]
+    conditions = [sql.this_session(), sql.live()]
     if expected:
         conditions.append(S.version == bindparam("expected_version"))
     return (
@@ -92,7 +94,7 @@ def _bump(expected: bool) -> Update:
 
 
 next_segment: Select[Any] = select(func.coalesce(func.max(A.segment), 0) + 1).where(
-    A.session_id == bindparam("sid")
+    sql.owned_by(archived_messages)
 )
 archive_messages: Insert = insert(archived_messages).from_select(
     ["session_id", "segment", *_ARCHIVED_MESSAGE_COLUMNS, "archived_at"],
@@ -101,7 +103,7 @@ archive_messages: Insert = insert(archived_messages).from_select(
         bindparam("segment", type_=A.segment.type),
         *(M[name] for name in _ARCHIVED_MESSAGE_COLUMNS),
         bindparam("now", type_=A.archived_at.type),
-    ).where(M.session_id == bindparam("sid")),
+    ).where(sql.owned_by(messages)),
 )
 archive_tool_calls: Insert = insert(archived_tool_calls).from_select(
     ["session_id", "segment", *_ARCHIVED_CALL_COLUMNS],
@@ -109,12 +111,12 @@ archive_tool_calls: Insert = insert(archived_tool_calls).from_select(
         tool_calls.c.session_id,
         bindparam("segment", type_=AT.segment.type),
         *(tool_calls.c[name] for name in _ARCHIVED_CALL_COLUMNS),
-    ).where(tool_calls.c.session_id == bindparam("sid")),
+    ).where(sql.owned_by(tool_calls)),
 )
-delete_messages: Delete = delete(messages).where(M.session_id == bindparam("sid"))
+delete_messages: Delete = delete(messages).where(sql.owned_by(messages))
 
 segment_bounds: Any = select(func.min(A.seq), func.max(A.seq), func.count()).where(
-    A.session_id == bindparam("sid"), A.segment == bindparam("segment")
+    sql.owned_by(archived_messages), A.segment == bindparam("segment")
 )
 restore_messages: Insert = insert(messages).from_select(
     ["session_id", *_ARCHIVED_MESSAGE_COLUMNS],
@@ -124,7 +126,7 @@ restore_messages: Insert = insert(messages).from_select(
             (A.seq + bindparam("offset")).label("seq") if name == "seq" else A[name]
             for name in _ARCHIVED_MESSAGE_COLUMNS
         ),
-    ).where(A.session_id == bindparam("sid"), A.segment == bindparam("segment")),
+    ).where(sql.owned_by(archived_messages), A.segment == bindparam("segment")),
 )
 restore_tool_calls: Insert = insert(tool_calls).from_select(
     ["session_id", *_ARCHIVED_CALL_COLUMNS],
@@ -136,22 +138,24 @@ restore_tool_calls: Insert = insert(tool_calls).from_select(
             else AT[name]
             for name in _ARCHIVED_CALL_COLUMNS
         ),
-    ).where(AT.session_id == bindparam("sid"), AT.segment == bindparam("segment")),
+    ).where(sql.owned_by(archived_tool_calls), AT.segment == bindparam("segment")),
 )
+_session_in_scope = exists().where(S.id == A.session_id, S.owner == A.owner, sql.in_scope())
+"""The archive's session is in the scope (archived rows of another agent's session are absent)."""
 select_segments: Any = (
     select(A.segment, func.count().label("message_count"), func.max(A.archived_at))
-    .where(A.session_id == bindparam("sid"))
+    .where(sql.owned_by(archived_messages), _session_in_scope)
     .group_by(A.segment)
     .order_by(A.segment)
 )
 select_archived: Select[Any] = (
     select(*(A[c.name] for c in sql.MESSAGE_COLUMNS))
-    .where(A.session_id == bindparam("sid"), A.segment == bindparam("segment"))
+    .where(sql.owned_by(archived_messages), A.segment == bindparam("segment"), _session_in_scope)
     .order_by(A.seq)
 )
 select_archived_calls: Select[Any] = (
     select(AT.message_seq, AT.call_id, AT.type, AT.function_name, AT.arguments)
-    .where(AT.session_id == bindparam("sid"), AT.segment == bindparam("segment"))
+    .where(sql.owned_by(archived_tool_calls), AT.segment == bindparam("segment"))
     .order_by(AT.message_seq, AT.idx)
 )
 
@@ -181,10 +185,16 @@ def _rewrite_head(
         "span": span,
         "count": count,
         "expected_version": expected_version,
+        **core.scope.params,
     }
     head = (yield _bump(expected_version is not None), params).first()
     if head is None:
-        exists = (yield sql.select_live_session_exists, {"sid": session_id, "now": now}).first()
+        exists = (
+            yield (
+                sql.select_live_session_exists,
+                {"sid": session_id, "now": now, **core.scope.params},
+            )
+        ).first()
         if exists is None:
             raise SessionNotFoundError(session_id)
         raise ConflictError(
@@ -194,15 +204,16 @@ def _rewrite_head(
     return head
 
 
-def _archive_current(session_id: str) -> Steps[int | None]:
+def _archive_current(session_id: str, scope: Scope) -> Steps[int | None]:
     """Move every current message (and tool call) of the session into a new segment."""
-    segment = int((yield next_segment, {"sid": session_id}).scalar())
-    params = {"sid": session_id, "segment": segment, "now": utcnow()}
+    owner = {"sid": session_id, "scope_owner": scope.owner}
+    segment = int((yield next_segment, owner).scalar())
+    params = {**owner, "segment": segment, "now": utcnow()}
     archived = (yield archive_messages, params).rowcount
     if not archived:
         return None
     yield archive_tool_calls, params
-    yield delete_messages, {"sid": session_id}
+    yield delete_messages, owner
     return segment
 
 
@@ -219,17 +230,19 @@ def replace_history(
 
     def steps(tx: Transaction) -> Steps[HistoryReplaced]:
         head = yield from _rewrite_head(core, session_id, expected_version, n, n)
-        segment = yield from _archive_current(session_id)
-        yield from _insert(session_id, head.last_seq - n + 1, replacement)
+        segment = yield from _archive_current(session_id, core.scope)
+        yield from _insert(session_id, core.scope, head.last_seq - n + 1, replacement)
         return HistoryReplaced(version=int(head.version), archived_segment=segment)
 
     return Operation(steps, writes=True)
 
 
-def _insert(session_id: str, first_seq: int, new_messages: list[Message]) -> Steps[None]:
+def _insert(
+    session_id: str, scope: Scope, first_seq: int, new_messages: list[Message]
+) -> Steps[None]:
     if not new_messages:
         return
-    rows, call_rows = sql.message_rows(session_id, first_seq, new_messages, utcnow())
+    rows, call_rows = sql.message_rows(session_id, scope.owner, first_seq, new_messages, utcnow())
     yield sql.insert_message, rows
     if call_rows:
         yield sql.insert_tool_call, call_rows
@@ -247,14 +260,14 @@ def restore_history(
         first, last, count = (
             yield (
                 segment_bounds,
-                {"sid": session_id, "segment": segment},
+                {"sid": session_id, "segment": segment, "scope_owner": core.scope.owner},
             )
         ).one()
         if not count:
             exists = (
                 yield (
                     sql.select_live_session_exists,
-                    {"sid": session_id, "now": utcnow()},
+                    {"sid": session_id, "now": utcnow(), **core.scope.params},
                 )
             ).first()
             if exists is None:
@@ -263,8 +276,9 @@ def restore_history(
         head = yield from _rewrite_head(
             core, session_id, expected_version, last - first + 1, int(count)
         )
-        archived = yield from _archive_current(session_id)
+        archived = yield from _archive_current(session_id, core.scope)
         params = {"sid": session_id, "segment": segment, "offset": head.last_seq - last}
+        params["scope_owner"] = core.scope.owner
         yield restore_messages, params
         yield restore_tool_calls, params
         return HistoryReplaced(version=int(head.version), archived_segment=archived)
@@ -272,24 +286,28 @@ def restore_history(
     return Operation(steps, writes=True)
 
 
-def archived_segments(dialect: str, session_id: str) -> Operation[list[ArchivedSegment]]:
+def archived_segments(
+    dialect: str, scope: Scope, session_id: str
+) -> Operation[list[ArchivedSegment]]:
     """The archived segments of a session, oldest first."""
     check_session_id(session_id)
 
     def steps(tx: Transaction) -> Steps[list[ArchivedSegment]]:
-        rows = (yield select_segments, {"sid": session_id}).all()
+        rows = (yield select_segments, {"sid": session_id, **scope.params}).all()
         return [ArchivedSegment(int(s), int(n), at) for s, n, at in rows]
 
     return Operation(steps, autocommit=dialect == "postgresql")
 
 
-def archived_history(dialect: str, session_id: str, segment: int) -> Operation[list[Message]]:
+def archived_history(
+    dialect: str, scope: Scope, session_id: str, segment: int
+) -> Operation[list[Message]]:
     """The messages of one archived segment, in their original order."""
     check_session_id(session_id)
     _check_segment(segment)
 
     def steps(tx: Transaction) -> Steps[list[Message]]:
-        params = {"sid": session_id, "segment": segment}
+        params = {"sid": session_id, "segment": segment, **scope.params}
         rows = (yield select_archived, params).all()
         calls = (yield select_archived_calls, params).all() if rows else []
         return sql.messages_from_rows(rows, calls)[1]

@@ -58,6 +58,9 @@ class StoreConfig:
     """PostgreSQL text search configuration `store.search` uses ('simple': no stemming, the
     one migration 0006 indexes; see the README's search section for another language)."""
     prepare_threshold: int | None = None
+    row_security: bool = False
+    """PostgreSQL: set the store's owner as the row scope at the start of every transaction,
+    for row-level security (`sqlsessions db row-security enable`; see the README)."""
 
     def __post_init__(self) -> None:
         ttl: Any = self.ttl
@@ -92,6 +95,8 @@ class StoreConfig:
             raise InvalidInputError("engine_options", "must be a dict of keyword arguments")
         if self.auto_migrate is not None and not isinstance(self.auto_migrate, bool):
             raise InvalidInputError("auto_migrate", "must be True, False or None")
+        if not isinstance(self.row_security, bool):
+            raise InvalidInputError("row_security", "must be True or False")
         normalize_url(self.url)  # fail early on a malformed URL
         object.__setattr__(self, "prepare_threshold", self._resolved_prepare_threshold())
 

@@ -101,8 +101,9 @@ def is_retryable(exc: BaseException) -> bool:
         or "could not serialize access" in message
         # Two calls with one idempotency key raced (one rolled back whole): the retry finds
         # the winner's messages and returns its version.
-        or "ix_messages_session_id_append_key" in message
-        or "unique constraint failed: messages.session_id, messages.append_key" in message
+        or "ix_messages_session_id_owner_append_key" in message
+        or "unique constraint failed: messages.session_id, messages.owner, messages.append_key"
+        in message
     )
 
 

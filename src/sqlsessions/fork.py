@@ -15,7 +15,14 @@ from sqlalchemy import Insert, Select, bindparam, func, insert, select
 from sqlsessions import statements as sql
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
 from sqlsessions.models import check_session_id
-from sqlsessions.operations import Operation, Steps, StoreCore, Transaction, utcnow
+from sqlsessions.operations import (
+    Operation,
+    Steps,
+    StoreCore,
+    Transaction,
+    dialect_statements,
+    utcnow,
+)
 from sqlsessions.schema import messages, session_metadata, tool_calls
 
 M = messages.c
@@ -32,7 +39,7 @@ def _copy_rows(table: Any, where: list[Any]) -> Insert:
     names = [column.name for column in table.columns if column.name not in NOT_COPIED]
     source = select(
         bindparam("new_id", type_=table.c.session_id.type), *(table.c[n] for n in names)
-    ).where(table.c.session_id == bindparam("sid"), *where)
+    ).where(sql.owned_by(table), *where)
     return insert(table).from_select(["session_id", *names], source)
 
 
@@ -41,7 +48,7 @@ copy_tool_calls: Insert = _copy_rows(tool_calls, [T.message_seq <= bindparam("at
 copy_metadata: Insert = _copy_rows(session_metadata, [])
 
 count_messages_upto: Select[Any] = select(func.count()).where(
-    M.session_id == bindparam("sid"), M.seq <= bindparam("at_seq")
+    sql.owned_by(messages), M.seq <= bindparam("at_seq")
 )
 
 
@@ -64,11 +71,12 @@ def fork(core: StoreCore, session_id: str, new_id: str, at_seq: int | None) -> O
         if core.dialect == "postgresql"
         else sql.select_live_session
     )
-    insert_session = sql.insert_session_if_absent(core.dialect)
+    insert_session = dialect_statements(core.dialect)["insert_session"]
+    scope = core.scope.params
 
     def steps(tx: Transaction) -> Steps[int]:
         now = utcnow()
-        source = (yield read_source, {"sid": session_id, "now": now}).first()
+        source = (yield read_source, {"sid": session_id, "now": now, **scope}).first()
         if source is None:
             raise SessionNotFoundError(session_id)
         upto = source.last_seq if at_seq is None else at_seq
@@ -76,11 +84,12 @@ def fork(core: StoreCore, session_id: str, new_id: str, at_seq: int | None) -> O
             raise InvalidInputError(
                 "at_seq", f"is past the session's last position ({source.last_seq})"
             )
-        bounds = {"sid": session_id, "at_seq": upto}
+        bounds = {"sid": session_id, "at_seq": upto, **scope}
         count = int((yield count_messages_upto, bounds).scalar())
-        yield sql.delete_expired_session, {"sid": new_id, "now": now}
+        yield sql.delete_expired_session, {"sid": new_id, "now": now, **scope}
         row = sql.session_row_params(
             new_id,
+            owner=core.scope.owner,
             agent_id=source.agent_id,
             created_at=now,
             updated_at=now,

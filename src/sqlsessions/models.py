@@ -4,7 +4,8 @@ The JSON form is the one the Go `sessions` package writes and reads:
 
 * ``Message``: keys ``role``, ``content`` (always written), ``name``, ``tool_call_id`` and
   ``tool_calls`` (omitted when empty);
-* ``Session``: keys ``id``, ``agent_id`` (omitted when empty), ``messages`` (always written),
+* ``Session``: keys ``id``, ``agent_id`` and ``owner`` (each omitted when empty), ``messages``
+  (always written),
   ``created_at``, ``updated_at`` (RFC 3339, UTC, like Go's RFC3339Nano) and ``metadata``
   (omitted when empty).
 
@@ -53,6 +54,7 @@ from sqlsessions.validation import (
     MAX_KIND_LENGTH,
     MAX_SESSION_ID_LENGTH,
     check_metadata_entry,
+    check_owner,
     check_session_id,
     check_text,
     check_timestamp,
@@ -479,6 +481,7 @@ def check_session_fields(session: Session) -> None:
     (assignment is not validated); messages and metadata are checked where they are written."""
     check_session_id(session.id)
     check_text(session.agent_id, "agent_id", MAX_SESSION_ID_LENGTH)
+    check_owner(session.owner)
     for name in ("created_at", "updated_at"):
         check_timestamp(getattr(session, name), name)
 
@@ -495,6 +498,8 @@ class Session(_Model):
 
     id: _Text
     agent_id: _Text = ""
+    owner: _Text = ""
+    """Whose session this is (tenant/user); '' is the default owner. Ids are unique per owner."""
     messages: list[Message] = Field(default_factory=MessageList)
     created_at: _Timestamp = Field(default_factory=_now)
     updated_at: _Timestamp = Field(default_factory=_now)
@@ -541,12 +546,12 @@ class Session(_Model):
             raise _invalid(f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})")
         return value
 
-    @field_validator("agent_id", mode="before")
+    @field_validator("agent_id", "owner", mode="before")
     @classmethod
     def _null_agent_is_empty(cls, value: Any) -> Any:
         return "" if value is None else value
 
-    @field_validator("agent_id")
+    @field_validator("agent_id", "owner")
     @classmethod
     def _agent_id_fits(cls, value: str) -> str:
         if len(value) > MAX_SESSION_ID_LENGTH:
@@ -582,7 +587,7 @@ class Session(_Model):
     ) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if info.mode_is_json():
-            for key in ("agent_id", "metadata"):
+            for key in ("agent_id", "owner", "metadata"):
                 if not data.get(key):
                     data.pop(key, None)
         return data
@@ -590,10 +595,10 @@ class Session(_Model):
     # -- construction and JSON
 
     @classmethod
-    def new(cls, id: str, agent_id: str = "") -> Self:
+    def new(cls, id: str, agent_id: str = "", *, owner: str = "") -> Self:
         """A new session (Go's NewSession): no messages, no metadata, both timestamps now."""
         now = _now()
-        return cls(id=id, agent_id=agent_id, created_at=now, updated_at=now)
+        return cls(id=id, agent_id=agent_id, owner=owner, created_at=now, updated_at=now)
 
     def to_json(self) -> str:
         """The session as compact JSON in the Go package's form (same as model_dump_json())."""

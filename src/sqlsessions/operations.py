@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from sqlsessions.models import (
     check_session_id,
 )
 from sqlsessions.schema import USAGE_FIELDS
+from sqlsessions.scope import ROOT_SCOPE, Scope
 from sqlsessions.steps import Operation as Operation
 from sqlsessions.steps import Steps as Steps
 from sqlsessions.steps import Transaction as Transaction
@@ -73,7 +75,11 @@ def checkpoint(messages: list[Message], token: object) -> None:
 def state_of(session: Session) -> StoredState | None:
     """The stored snapshot a session object was loaded or last saved at, if any."""
     state = session._stored
-    if isinstance(state, StoredState) and state.session_id == session.id:
+    if (
+        isinstance(state, StoredState)
+        and state.session_id == session.id
+        and state.owner == session.owner
+    ):
         return state
     return None
 
@@ -85,6 +91,7 @@ def session_from_state(state: StoredState) -> Session:
     session = Session.model_construct(
         id=state.session_id,
         agent_id=state.agent_id,
+        owner=state.owner,
         messages=messages,
         created_at=state.created_at,
         updated_at=state.updated_at,
@@ -94,33 +101,65 @@ def session_from_state(state: StoredState) -> Session:
     return session
 
 
+@functools.cache
+def dialect_statements(dialect: str) -> dict[str, Executable]:
+    """The statements built per dialect, built once per process: every store and every
+    scoped view shares them (so each is compiled once per engine, not once per view)."""
+    return {
+        "insert_session": sql.insert_session_if_absent(dialect),
+        "upsert_metadata": sql.upsert_metadata(dialect),
+        "append_in_transaction": sql.upsert_session_for_append(dialect),
+        "append_after_key_check": sql.upsert_session_values_for_append(dialect),
+        **(
+            {
+                "append_one": sql.append_one_statement(),
+                "append_in_one_statement": sql.append_in_one_statement(),
+            }
+            if dialect == "postgresql"
+            else {}
+        ),
+    }
+
+
 class StoreCore:
-    """Cache, TTL and concurrency rules, as operations any executor can run."""
+    """Cache, TTL and concurrency rules, as operations any executor can run, in one scope."""
 
     def __init__(
-        self, dialect: str, ttl: timedelta | None, cache_size: int = DEFAULT_CACHE_SIZE
+        self,
+        dialect: str,
+        ttl: timedelta | None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        scope: Scope = ROOT_SCOPE,
     ) -> None:
         self.dialect = dialect
         self.ttl = ttl
+        self.scope = scope
+        self.with_scope: Callable[[dict[str, Any]], dict[str, Any]] = scope.params.__or__
+        """`params` with the scope's bind parameters added (scope_owner, scope_agent)."""
         self._cache = SessionCache(cache_size)
         # On PostgreSQL, reads and one-statement writes skip BEGIN/COMMIT (two round trips):
         # under READ COMMITTED each statement has its own snapshot inside a transaction too,
         # and a single statement is atomic on its own. SQLite keeps its transactions (a read
         # transaction there is one snapshot, and writers need BEGIN IMMEDIATE).
         self.single_statements_atomic = dialect == "postgresql"
-        self._insert_session = sql.insert_session_if_absent(dialect)
-        self._upsert_metadata = sql.upsert_metadata(dialect)
-        self._append_one = sql.append_one_statement() if dialect == "postgresql" else None
-        self._append_statement: Executable = (
-            sql.append_in_one_statement()
-            if dialect == "postgresql"
-            else sql.upsert_session_for_append(dialect)
+        built = dialect_statements(dialect)
+        self._insert_session = built["insert_session"]
+        self._upsert_metadata = built["upsert_metadata"]
+        self._append_one = built.get("append_one")
+        self._append_in_transaction = built["append_in_transaction"]
+        self._append_statement: Executable = built.get(
+            "append_in_one_statement", self._append_in_transaction
         )
         self.citus = False
         """The server is a Citus coordinator (learnt at first use, see `detect_server`)."""
         self.server_known = False
-        self._append_in_transaction = sql.upsert_session_for_append(dialect)
-        self._append_after_key_check = sql.upsert_session_values_for_append(dialect)
+        self._append_after_key_check = built["append_after_key_check"]
+
+    def view(self, scope: Scope) -> StoreCore:
+        """A core for `scope` on the same server: its own cache, what was learnt shared."""
+        core = StoreCore(self.dialect, self.ttl, self._cache.capacity, scope)
+        core.citus, core.server_known = self.citus, self.server_known
+        return core
 
     def detect_server(self) -> Operation[None]:
         """Learn whether the PostgreSQL server is a Citus coordinator (one query, run once
@@ -170,6 +209,8 @@ class StoreCore:
                     if not create:
                         raise SessionNotFoundError(session_id)
                     state = yield from self._create_empty(session_id, now)
+                    if state is None:
+                        yield from self._check_not_another_agents(session_id, now)
                 if state is not None:
                     tx.after_commit(functools.partial(self._remember, state))
                     return session_from_state(state)
@@ -186,7 +227,7 @@ class StoreCore:
         the same version; it is caught up (new messages only) only within one incarnation.
         """
         cached = self._cache.get(session_id)
-        params = {"sid": session_id, "now": now}
+        params = self.with_scope({"sid": session_id, "now": now})
         head: Any = None
         if cached is not None:
             head = (yield sql.select_session_head, params).first()
@@ -215,13 +256,16 @@ class StoreCore:
         return state
 
     def _load_full(self, session_id: str, now: datetime) -> Steps[StoredState | None]:
-        row = (yield sql.select_live_session, {"sid": session_id, "now": now}).first()
+        row = (
+            yield sql.select_live_session, self.with_scope({"sid": session_id, "now": now})
+        ).first()
         if row is None:
             return None
         seqs, messages = yield from self._messages_after(session_id, 0)
-        metadata_rows = (yield sql.select_metadata, {"sid": session_id}).all()
+        metadata_rows = (yield sql.select_metadata, self.with_scope({"sid": session_id})).all()
         return StoredState(
             session_id=session_id,
+            owner=row.owner,
             agent_id=row.agent_id,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -239,7 +283,7 @@ class StoreCore:
     def _messages_after(
         self, session_id: str, after_seq: int
     ) -> Steps[tuple[list[int], list[Any]]]:
-        params = {"sid": session_id, "after_seq": after_seq}
+        params = self.with_scope({"sid": session_id, "after_seq": after_seq})
         rows = (yield sql.select_messages_after, params).all()
         call_rows = (yield sql.select_tool_calls_after, params).all() if rows else []
         return sql.messages_from_rows(rows, call_rows)
@@ -261,7 +305,8 @@ class StoreCore:
         """A new empty session; None if a concurrent writer's row was there (or came and went)."""
         state = StoredState(
             session_id=session_id,
-            agent_id="",
+            owner=self.scope.owner,
+            agent_id=self.scope.new_session_agent,
             created_at=now,
             updated_at=now,
             expires_at=self.expiry(now),
@@ -276,11 +321,25 @@ class StoreCore:
         created = yield from self._insert_state(state, now)
         return state if created else None
 
+    def _check_not_another_agents(self, session_id: str, now: datetime) -> Steps[None]:
+        """ConflictError when the id is taken by a live session of another agent of this
+        owner (agents share their owner's id space); nothing when it is not."""
+        if self.scope.agent_id is None:
+            return
+        params = self.with_scope({"sid": session_id, "now": now})
+        holder = (yield sql.select_session_agent, params).first()
+        if holder is not None and holder.agent_id != self.scope.agent_id:
+            raise ConflictError(
+                f"session id {session_id!r} is taken by another agent of this owner "
+                "(session ids are unique per owner, shared by its agents)"
+            )
+
     def _insert_state(self, state: StoredState, now: datetime) -> Steps[bool]:
         """Insert a new session row unless a live one exists (an expired one is replaced)."""
-        yield sql.delete_expired_session, {"sid": state.session_id, "now": now}
+        yield sql.delete_expired_session, self.with_scope({"sid": state.session_id, "now": now})
         params = sql.session_row_params(
             state.session_id,
+            owner=self.scope.owner,
             agent_id=state.agent_id,
             created_at=state.created_at,
             updated_at=state.updated_at,
@@ -298,7 +357,7 @@ class StoreCore:
         """The ids of every live session."""
 
         def steps(tx: Transaction) -> Steps[list[str]]:
-            rows = (yield sql.select_live_ids, {"now": utcnow()}).all()
+            rows = (yield sql.select_live_ids, self.with_scope({"now": utcnow()})).all()
             return [row.id for row in rows]
 
         return Operation(steps, autocommit=self.single_statements_atomic, direct=True)
@@ -310,6 +369,7 @@ class StoreCore:
         if not isinstance(session, Session):
             raise InvalidInputError("session", f"must be a Session, not {type(session).__name__}")
         check_session_fields(session)
+        self.scope.check_session(session.owner, session.agent_id)
 
         def steps(tx: Transaction) -> Steps[None]:
             now = utcnow()
@@ -339,6 +399,7 @@ class StoreCore:
         count = len(messages)
         state = StoredState(
             session_id=session.id,
+            owner=self.scope.owner,
             agent_id=session.agent_id,
             created_at=session.created_at,
             updated_at=session.updated_at,
@@ -353,6 +414,7 @@ class StoreCore:
             incarnation=sql.new_incarnation(),
         )
         if not (yield from self._insert_state(state, now)):
+            yield from self._check_not_another_agents(session.id, now)
             raise ConflictError(
                 f"session {session.id!r} already exists and this Session object was not loaded "
                 "from the store: load it with store.get(), apply your changes, and save that"
@@ -371,6 +433,7 @@ class StoreCore:
         expires_at = self.expiry(now)
         params = sql.session_row_params(
             session.id,
+            owner=self.scope.owner,
             agent_id=session.agent_id,
             created_at=session.created_at,
             updated_at=session.updated_at,
@@ -386,6 +449,7 @@ class StoreCore:
             expected_version=state.version,
             expected_incarnation=state.incarnation,
             now=now,
+            **self.scope.params,
         )
         result = yield sql.update_session_checked, update_params
         if result.rowcount != 1:
@@ -397,11 +461,9 @@ class StoreCore:
         if plan.delete_outside:
             yield (
                 sql.delete_messages_outside,
-                {
-                    "sid": session.id,
-                    "keep_from": plan.keep_from,
-                    "keep_to": plan.keep_to,
-                },
+                self.with_scope(
+                    {"sid": session.id, "keep_from": plan.keep_from, "keep_to": plan.keep_to}
+                ),
             )
         yield from self._insert_messages(session.id, state.last_seq + 1, plan.new_messages, now)
         yield from self._write_metadata(session.id, plan.metadata_upserts, plan.metadata_deletes)
@@ -425,6 +487,7 @@ class StoreCore:
         kept = slice(plan.kept_start, plan.kept_start + plan.kept)
         return StoredState(
             session_id=session.id,
+            owner=state.owner,
             incarnation=state.incarnation,
             count=plan.kept + len(plan.new_messages),
             seq_log=state.seq_log[kept] + new_seqs,
@@ -442,7 +505,7 @@ class StoreCore:
     ) -> Steps[None]:
         if not messages:
             return
-        rows, call_rows = sql.message_rows(session_id, first_seq, messages, now)
+        rows, call_rows = sql.message_rows(session_id, self.scope.owner, first_seq, messages, now)
         if append_key is not None:  # the first message carries the append's key
             for row in rows:
                 row["append_key"] = None
@@ -454,13 +517,22 @@ class StoreCore:
     def _write_metadata(
         self, session_id: str, upserts: dict[str, str], deletes: list[str]
     ) -> Steps[None]:
+        owner = self.scope.owner
         if deletes:
-            yield sql.delete_metadata_key, [{"sid": session_id, "key": key} for key in deletes]
+            yield (
+                sql.delete_metadata_key,
+                [{"sid": session_id, "scope_owner": owner, "key": key} for key in deletes],
+            )
         if upserts:
             yield (
                 self._upsert_metadata,
                 [
-                    {"session_id": session_id, "key": key, "value": json.loads(text)}
+                    {
+                        "session_id": session_id,
+                        "owner": owner,
+                        "key": key,
+                        "value": json.loads(text),
+                    }
                     for key, text in upserts.items()
                 ],
             )
@@ -508,6 +580,7 @@ class StoreCore:
                 "expires_at": self.expiry(now),
                 "append_key": append_key,
                 "incarnation": sql.new_incarnation(),  # used only if this creates the row
+                **self.scope.params,
             }
             statement = append_statement
             if single_statement:  # everything travels inside the one statement
@@ -536,9 +609,10 @@ class StoreCore:
                 if landed is not None:
                     return int(landed.version)
             if row is None:  # expired but not yet reaped: start afresh
-                yield sql.delete_expired_session, {"sid": session_id, "now": now}
+                yield sql.delete_expired_session, params
                 row = (yield statement, params).first()
             if row is None:
+                yield from self._check_not_another_agents(session_id, now)
                 raise ConflictError(f"session {session_id!r} could not be revived for append")
             if not single_statement:
                 first_seq = row.last_seq - n + 1
@@ -554,7 +628,7 @@ class StoreCore:
         check_session_id(session_id)
 
         def steps(tx: Transaction) -> Steps[None]:
-            yield sql.delete_session, {"sid": session_id}
+            yield sql.delete_session, self.with_scope({"sid": session_id})
             tx.after_commit(lambda: self._forget(session_id))
 
         return Operation(steps, writes=True, autocommit=self.single_statements_atomic, direct=True)
@@ -568,7 +642,7 @@ class StoreCore:
             expires_at = self.expiry(now)
             result = yield (
                 sql.touch_session,
-                {"sid": session_id, "now": now, "v_expires_at": expires_at},
+                self.with_scope({"sid": session_id, "now": now, "v_expires_at": expires_at}),
             )
             if result.rowcount != 1:
                 raise SessionNotFoundError(session_id)

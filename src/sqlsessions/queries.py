@@ -16,6 +16,7 @@ from sqlsessions.changes import metadata_as_json
 from sqlsessions.errors import InvalidInputError, SessionNotFoundError
 from sqlsessions.models import MAX_SESSION_ID_LENGTH, Message, Role, check_session_id, check_text
 from sqlsessions.schema import UTCDateTime, session_metadata, sessions
+from sqlsessions.scope import Scope
 from sqlsessions.steps import (
     Operation,
     Steps,
@@ -43,6 +44,7 @@ class SessionSummary:
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,8 @@ def _listing_statement(
     cursor: tuple[datetime, str] | None,
 ) -> tuple[Select[Any], dict[str, Any]]:
     stmt = select(
-        S.id, S.agent_id, S.message_count, S.created_at, S.updated_at, S.expires_at
-    ).where(sql.live())
+        S.id, S.agent_id, S.message_count, S.created_at, S.updated_at, S.expires_at, S.owner
+    ).where(sql.in_scope(), sql.live())
     params: dict[str, Any] = {}
     if agent_id is not None:
         stmt = stmt.where(S.agent_id == bindparam("agent_id"))
@@ -128,6 +130,7 @@ def _listing_statement(
         stmt = stmt.where(
             exists().where(
                 D.session_id == S.id,
+                D.owner == S.owner,
                 D.key == bindparam(f"meta_key_{i}"),
                 D.value == bindparam(f"meta_value_{i}", type_=D.value.type),
             )
@@ -153,6 +156,7 @@ def _listing_statement(
 
 def list_sessions(
     dialect: str,
+    scope: Scope,
     *,
     agent_id: str | None = None,
     metadata: dict[str, Any] | None = None,
@@ -179,7 +183,7 @@ def list_sessions(
     )
 
     def steps(tx: Transaction) -> Steps[SessionPage]:
-        params.update(now=utcnow(), page_limit=limit + 1)
+        params.update(now=utcnow(), page_limit=limit + 1, **scope.params)
         rows = (yield stmt, params).all()
         page = [SessionSummary(**row._asdict()) for row in rows[:limit]]
         next_cursor = None
@@ -212,7 +216,9 @@ def _window(rows: list[Any], limit: int, *, reached_start: bool) -> list[Any] | 
     return rows[start:]
 
 
-def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Message]]:
+def history(
+    dialect: str, scope: Scope, session_id: str, limit: int = 50
+) -> Operation[list[Message]]:
     """The last `limit` messages of a live session, read without loading the rest.
 
     A window never opens on a tool result: it widens back to the assistant message that
@@ -225,7 +231,7 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
         # The usual window (it does not open on a tool result) comes in one statement, which
         # is one snapshot; otherwise (empty, absent, or to be widened) read step by step.
         wanted = limit + WIDEN_STEP  # room to widen back to a tool result's caller
-        params = {"sid": session_id, "now": utcnow(), "limit": wanted}
+        params = {"sid": session_id, "now": utcnow(), "limit": wanted, **scope.params}
         rows, call_rows = sql.split_tail_with_calls(
             (yield sql.select_tail_with_calls[dialect], params).all()
         )
@@ -238,19 +244,22 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
         yield from close_snapshot(dialect)
         return messages
 
+    owner = {"scope_owner": scope.owner}
+
     def read_window() -> Steps[list[Message]]:
         now = utcnow()
-        head = (yield sql.select_live_session_exists, {"sid": session_id, "now": now}).first()
+        params = {"sid": session_id, "now": now, **scope.params}
+        head = (yield sql.select_live_session_exists, params).first()
         if head is None:
             raise SessionNotFoundError(session_id)
-        params = {"sid": session_id, "before_seq": head.last_seq + 1, "limit": limit}
+        params = {"sid": session_id, "before_seq": head.last_seq + 1, "limit": limit, **owner}
         rows = list(reversed((yield sql.select_last_messages, params).all()))
         reached_start = len(rows) < limit
         while rows and rows[0].role == TOOL:
             if reached_start:  # no calling message survives: drop the orphan results
                 rows = rows[1:]
                 continue
-            params = {"sid": session_id, "before_seq": rows[0].seq, "limit": WIDEN_STEP}
+            params = {"sid": session_id, "before_seq": rows[0].seq, "limit": WIDEN_STEP, **owner}
             earlier = list(reversed((yield sql.select_last_messages, params).all()))
             reached_start = len(earlier) < WIDEN_STEP
             caller = next(
@@ -261,7 +270,7 @@ def history(dialect: str, session_id: str, limit: int = 50) -> Operation[list[Me
             return []
         calls = yield (
             sql.select_tool_calls_between,
-            {"sid": session_id, "from_seq": rows[0].seq, "to_seq": rows[-1].seq},
+            {"sid": session_id, "from_seq": rows[0].seq, "to_seq": rows[-1].seq, **owner},
         )
         _, messages = sql.messages_from_rows(rows, calls.all())
         return messages

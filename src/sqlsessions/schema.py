@@ -13,7 +13,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
-    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -137,10 +136,31 @@ NullableJSONValue: Any = (
 )
 """An optional JSON document (`JSONValue` whose None is SQL NULL): a framework's raw item."""
 
+
+def session_key_columns() -> list[Column[Any]]:
+    """`session_id` and `owner`, the leading primary-key columns of a per-session table.
+
+    A session's identity is (owner, id): ids are unique per owner, '' is the default owner.
+    Every key still starts with the session id (the Citus distribution column).
+    """
+    return [
+        Column("session_id", String(255), primary_key=True),
+        Column("owner", Text(), primary_key=True, server_default=text("''")),
+    ]
+
+
+def session_foreign_key() -> ForeignKeyConstraint:
+    """(session_id, owner) -> sessions(id, owner), rows removed with their session."""
+    return ForeignKeyConstraint(
+        ["session_id", "owner"], ["sessions.id", "sessions.owner"], ondelete="CASCADE"
+    )
+
+
 sessions = Table(
     "sessions",
     metadata,
     Column("id", String(255), primary_key=True),
+    Column("owner", Text(), primary_key=True, server_default=text("''")),
     Column("agent_id", String(255), nullable=False, server_default=text("''")),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
@@ -166,20 +186,16 @@ sessions = Table(
         postgresql_where=text("expires_at IS NOT NULL"),
         sqlite_where=text("expires_at IS NOT NULL"),
     ),
-    # Keyset pagination of list_sessions, overall and per agent (newest update first).
-    Index("ix_sessions_updated_at_id", "updated_at", "id"),
-    Index("ix_sessions_agent_id_updated_at_id", "agent_id", "updated_at", "id"),
+    # Keyset pagination of list_sessions within an owner, overall and per agent (newest
+    # update first): every listing filters by owner.
+    Index("ix_sessions_owner_updated_at_id", "owner", "updated_at", "id"),
+    Index("ix_sessions_owner_agent_id_updated_at_id", "owner", "agent_id", "updated_at", "id"),
 )
 
 messages = Table(
     "messages",
     metadata,
-    Column(
-        "session_id",
-        String(255),
-        ForeignKey("sessions.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    *session_key_columns(),
     Column("seq", BigInteger(), primary_key=True, autoincrement=False),
     Column("role", String(16), nullable=False),
     Column("content", Text(), nullable=False),
@@ -196,9 +212,11 @@ messages = Table(
     Column("item_format", Text(), nullable=True),
     Column("item", NullableJSONValue, nullable=True),
     CheckConstraint("role IN ('system', 'user', 'assistant', 'tool')", name="role"),
+    session_foreign_key(),
     Index(
-        "ix_messages_session_id_append_key",
+        "ix_messages_session_id_owner_append_key",
         "session_id",
+        "owner",
         "append_key",
         unique=True,
         postgresql_where=text("append_key IS NOT NULL"),
@@ -209,7 +227,7 @@ messages = Table(
 tool_calls = Table(
     "tool_calls",
     metadata,
-    Column("session_id", String(255), primary_key=True),
+    *session_key_columns(),
     Column("message_seq", BigInteger(), primary_key=True, autoincrement=False),
     Column("idx", Integer(), primary_key=True, autoincrement=False),
     Column("call_id", Text(), nullable=False),
@@ -217,8 +235,8 @@ tool_calls = Table(
     Column("function_name", Text(), nullable=False),
     Column("arguments", Text(), nullable=False),
     ForeignKeyConstraint(
-        ["session_id", "message_seq"],
-        ["messages.session_id", "messages.seq"],
+        ["session_id", "owner", "message_seq"],
+        ["messages.session_id", "messages.owner", "messages.seq"],
         ondelete="CASCADE",
     ),
     Index("ix_tool_calls_function_name", "function_name"),
@@ -227,14 +245,10 @@ tool_calls = Table(
 session_metadata = Table(
     "session_metadata",
     metadata,
-    Column(
-        "session_id",
-        String(255),
-        ForeignKey("sessions.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    *session_key_columns(),
     Column("key", Text(), primary_key=True),
     Column("value", JSONValue, nullable=False),
+    session_foreign_key(),
 )
 
 model_prices = Table(
@@ -252,12 +266,7 @@ archived_messages = Table(
     "archived_messages",
     metadata,
     # What store.replace_history replaced: one segment per replacement, the rows as they were.
-    Column(
-        "session_id",
-        String(255),
-        ForeignKey("sessions.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    *session_key_columns(),
     Column("segment", Integer(), primary_key=True, autoincrement=False),
     Column("seq", BigInteger(), primary_key=True, autoincrement=False),
     Column("role", String(16), nullable=False),
@@ -270,12 +279,13 @@ archived_messages = Table(
     Column("item", NullableJSONValue, nullable=True),
     *usage_columns(),
     Column("archived_at", UTCDateTime(), nullable=False),
+    session_foreign_key(),
 )
 
 archived_tool_calls = Table(
     "archived_tool_calls",
     metadata,
-    Column("session_id", String(255), primary_key=True),
+    *session_key_columns(),
     Column("segment", Integer(), primary_key=True, autoincrement=False),
     Column("message_seq", BigInteger(), primary_key=True, autoincrement=False),
     Column("idx", Integer(), primary_key=True, autoincrement=False),
@@ -284,8 +294,13 @@ archived_tool_calls = Table(
     Column("function_name", Text(), nullable=False),
     Column("arguments", Text(), nullable=False),
     ForeignKeyConstraint(
-        ["session_id", "segment", "message_seq"],
-        ["archived_messages.session_id", "archived_messages.segment", "archived_messages.seq"],
+        ["session_id", "owner", "segment", "message_seq"],
+        [
+            "archived_messages.session_id",
+            "archived_messages.owner",
+            "archived_messages.segment",
+            "archived_messages.seq",
+        ],
         name="fk_archived_tool_calls_archived_messages",
         ondelete="CASCADE",
     ),

@@ -36,6 +36,7 @@ from sqlsessions.models import MAX_SESSION_ID_LENGTH, Role, check_text
 from sqlsessions.operations import Operation, Steps, Transaction, utcnow
 from sqlsessions.queries import check_limit
 from sqlsessions.schema import UTCDateTime, messages, sessions
+from sqlsessions.scope import Scope
 
 MAX_QUERY_LENGTH = 1000
 MAX_SEARCH_PAGE = 200
@@ -154,8 +155,8 @@ def _postgresql_statement(
     rank = func.ts_rank(vector, tsquery).cast(Float()).label("rank")
     matches = (
         select(M.session_id, M.seq, M.role, M.created_at, M.content, S.agent_id, rank)
-        .join_from(messages, sessions, S.id == M.session_id)
-        .where(vector.op("@@")(tsquery), sql.live())
+        .join_from(messages, sessions, (S.id == M.session_id) & (S.owner == M.owner))
+        .where(vector.op("@@")(tsquery), sql.in_scope(), M.owner == sql.owner_param(), sql.live())
     )
     if agent:
         matches = matches.where(S.agent_id == bindparam("agent_id"))
@@ -196,6 +197,8 @@ def _sqlite_statement(order: SearchOrder, agent: bool, after: bool) -> TextualSe
     conditions = [
         "messages_fts MATCH :q",
         "(s.expires_at IS NULL OR s.expires_at > :now)",
+        "m.owner = :scope_owner",
+        "(:scope_agent = '' OR s.agent_id = :scope_agent)",
     ]
     if agent:
         conditions.append("s.agent_id = :agent_id")
@@ -207,7 +210,7 @@ def _sqlite_statement(order: SearchOrder, agent: bool, after: bool) -> TextualSe
         "-bm25(messages_fts) AS match_rank "
         "FROM messages_fts "
         "JOIN messages m ON m.rowid = messages_fts.rowid "
-        "JOIN sessions s ON s.id = m.session_id "
+        "JOIN sessions s ON s.id = m.session_id AND s.owner = m.owner "
         f"WHERE {' AND '.join(conditions)} "
         f"ORDER BY {key} DESC, m.session_id DESC, m.seq DESC "
         "LIMIT :page_limit"
@@ -224,6 +227,7 @@ def _sqlite_statement(order: SearchOrder, agent: bool, after: bool) -> TextualSe
 
 def search(
     dialect: str,
+    scope: Scope,
     query: str,
     *,
     agent_id: str | None = None,
@@ -244,7 +248,7 @@ def search(
     if cursor is not None and not isinstance(cursor, str):
         raise InvalidInputError("cursor", "must be a string returned by search")
     after = decode_cursor(cursor, order) if cursor else None
-    params: dict[str, Any] = {"page_limit": limit + 1}
+    params: dict[str, Any] = {"page_limit": limit + 1, **scope.params}
     if dialect == "sqlite":
         match = fts5_query(query)
         if match is None:

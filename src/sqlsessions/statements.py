@@ -33,11 +33,13 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
     text,
     true,
+    tuple_,
     union_all,
     update,
 )
@@ -61,10 +63,43 @@ def live(now_param: str = "now") -> Any:
     return or_(S.expires_at.is_(None), S.expires_at > bindparam(now_param))
 
 
+# --- scope: every statement on a session names its owner (and the scope's agent filter) ----
+
+
+def owner_param() -> Any:
+    """The scope's owner (bind parameter `scope_owner`)."""
+    return bindparam("scope_owner", type_=S.owner.type)
+
+
+def scope_agent_param() -> Any:
+    """The scope's agent (bind parameter `scope_agent`; '' when the scope has none)."""
+    return bindparam("scope_agent", type_=S.agent_id.type)
+
+
+def in_scope() -> Any:
+    """The condition that a session row is in the scope: the owner's, and the scope's agent's
+    when it has one. A row outside the scope is, to every statement, absent."""
+    return and_(
+        S.owner == owner_param(),
+        or_(scope_agent_param() == literal_column("''"), S.agent_id == scope_agent_param()),
+    )
+
+
+def this_session() -> Any:
+    """The session row `sid` in the scope."""
+    return and_(S.id == bindparam("sid"), in_scope())
+
+
+def owned_by(table: Any) -> Any:
+    """The rows of a per-session table for session `sid` of the scope's owner."""
+    return and_(table.c.session_id == bindparam("sid"), table.c.owner == owner_param())
+
+
 # --- reads -----------------------------------------------------------------------------
 
 SESSION_COLUMNS = (
     S.id,
+    S.owner,
     S.agent_id,
     S.created_at,
     S.updated_at,
@@ -76,12 +111,12 @@ SESSION_COLUMNS = (
     S.incarnation,
 )
 
-select_live_session: Select[Any] = select(*SESSION_COLUMNS).where(S.id == bindparam("sid"), live())
+select_live_session: Select[Any] = select(*SESSION_COLUMNS).where(this_session(), live())
 """The session row, if it exists and has not expired."""
 
 select_session_head: Select[Any] = select(
     S.version, S.rewrite_version, S.last_seq, S.updated_at, S.expires_at, S.incarnation
-).where(S.id == bindparam("sid"), live())
+).where(this_session(), live())
 """The cheap primary-key lookup that validates a cached session (incarnation and version)."""
 
 MESSAGE_COLUMNS = (
@@ -99,46 +134,58 @@ MESSAGE_COLUMNS = (
 
 select_messages_after: Select[Any] = (
     select(*MESSAGE_COLUMNS)
-    .where(M.session_id == bindparam("sid"), M.seq > bindparam("after_seq"))
+    .where(owned_by(messages), M.seq > bindparam("after_seq"))
     .order_by(M.seq)
 )
 
 select_tool_calls_after: Select[Any] = (
     select(T.message_seq, T.call_id, T.type, T.function_name, T.arguments)
-    .where(T.session_id == bindparam("sid"), T.message_seq > bindparam("after_seq"))
+    .where(owned_by(tool_calls), T.message_seq > bindparam("after_seq"))
     .order_by(T.message_seq, T.idx)
 )
 
 select_metadata: Select[Any] = (
-    select(D.key, D.value).where(D.session_id == bindparam("sid")).order_by(D.key)
+    select(D.key, D.value).where(owned_by(session_metadata)).order_by(D.key)
 )
 
-select_live_ids: Select[Any] = select(S.id).where(live()).order_by(S.id)
+select_live_ids: Select[Any] = select(S.id).where(in_scope(), live()).order_by(S.id)
 
 begin_read_snapshot: TextClause = text("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 """PostgreSQL, on an autocommit connection: the following reads all see one snapshot."""
 end_read_snapshot: TextClause = text("COMMIT")
 abandon_read_snapshot: TextClause = text("ROLLBACK")
+begin_transaction: TextClause = text("BEGIN")
+"""PostgreSQL, on an autocommit connection: a transaction the steps end with `end_read_snapshot`."""
 
 # --- writes ----------------------------------------------------------------------------
 
 insert_message: Insert = insert(messages)
 insert_tool_call: Insert = insert(tool_calls)
 delete_metadata_key: Delete = delete(session_metadata).where(
-    D.session_id == bindparam("sid"), D.key == bindparam("key")
+    owned_by(session_metadata), D.key == bindparam("key")
 )
 
 delete_messages_outside: Delete = delete(messages).where(
-    M.session_id == bindparam("sid"),
+    owned_by(messages),
     or_(M.seq < bindparam("keep_from"), M.seq > bindparam("keep_to")),
 )
 """Drops every message outside the kept range [keep_from, keep_to] (tool calls cascade)."""
 
-delete_session: Delete = delete(sessions).where(S.id == bindparam("sid"))
+delete_session: Delete = delete(sessions).where(this_session())
 
 delete_expired_session: Delete = delete(sessions).where(
-    S.id == bindparam("sid"), S.expires_at.is_not(None), S.expires_at <= bindparam("now")
+    S.id == bindparam("sid"),
+    S.owner == owner_param(),
+    S.expires_at.is_not(None),
+    S.expires_at <= bindparam("now"),
 )
+"""An expired session of the owner, whatever its agent (it is gone to every scope)."""
+
+select_session_agent: Select[Any] = select(S.agent_id).where(
+    S.id == bindparam("sid"), S.owner == owner_param(), live()
+)
+"""The agent of the owner's live session `sid`, whatever the scope's agent (to tell "absent"
+from "held by another agent of this owner" when a create finds the id taken)."""
 
 SESSION_WRITE_COLUMNS = (
     "agent_id",
@@ -154,7 +201,7 @@ SESSION_WRITE_COLUMNS = (
 update_session_checked: Update = (
     update(sessions)
     .where(
-        S.id == bindparam("sid"),
+        this_session(),
         S.version == bindparam("expected_version"),
         S.incarnation == bindparam("expected_incarnation"),
         live(),
@@ -165,16 +212,14 @@ update_session_checked: Update = (
 (same incarnation, same version; the incarnation itself is never rewritten)."""
 
 touch_session: Update = (
-    update(sessions)
-    .where(S.id == bindparam("sid"), live())
-    .values(expires_at=bindparam("v_expires_at"))
+    update(sessions).where(this_session(), live()).values(expires_at=bindparam("v_expires_at"))
 )
 
 
 def insert_session_if_absent(dialect: str) -> Insert:
     """INSERT of a new session row that does nothing if the id is taken."""
     stmt = _dialect_insert(dialect, sessions)
-    result: Insert = stmt.on_conflict_do_nothing(index_elements=[S.id]).returning(S.id)
+    result: Insert = stmt.on_conflict_do_nothing(index_elements=[S.id, S.owner]).returning(S.id)
     return result
 
 
@@ -182,7 +227,7 @@ def upsert_metadata(dialect: str) -> Insert:
     """INSERT of a metadata value that replaces the key's previous value."""
     stmt = _dialect_insert(dialect, session_metadata)
     result: Insert = stmt.on_conflict_do_update(
-        index_elements=[D.session_id, D.key], set_={"value": stmt.excluded.value}
+        index_elements=[D.session_id, D.owner, D.key], set_={"value": stmt.excluded.value}
     )
     return result
 
@@ -213,6 +258,7 @@ def new_append_key() -> str:
 def session_row_params(
     session_id: str,
     *,
+    owner: str,
     agent_id: str,
     created_at: datetime,
     updated_at: datetime,
@@ -227,6 +273,7 @@ def session_row_params(
     return {
         "incarnation": incarnation or new_incarnation(),
         "id": session_id,
+        "owner": owner,
         "agent_id": agent_id,
         "created_at": created_at,
         "updated_at": updated_at,
@@ -239,7 +286,7 @@ def session_row_params(
 
 
 def message_rows(
-    session_id: str, first_seq: int, new_messages: Sequence[Message], now: datetime
+    session_id: str, owner: str, first_seq: int, new_messages: Sequence[Message], now: datetime
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows for `messages` and `tool_calls` for messages numbered from `first_seq`."""
     rows: list[dict[str, Any]] = []
@@ -248,6 +295,7 @@ def message_rows(
         rows.append(
             {
                 "session_id": session_id,
+                "owner": owner,
                 "seq": seq,
                 "role": message.role.value,
                 "content": message.content,
@@ -264,6 +312,7 @@ def message_rows(
             call_rows.append(
                 {
                     "session_id": session_id,
+                    "owner": owner,
                     "message_seq": seq,
                     "idx": idx,
                     "call_id": call.id,
@@ -310,6 +359,7 @@ def messages_from_rows(
 
 MESSAGE_INSERT_COLUMNS = [
     "session_id",
+    "owner",
     "seq",
     "role",
     "content",
@@ -330,12 +380,13 @@ def append_key_landed() -> Any:
     """The condition that the append carrying `append_key` already wrote to the session."""
     return exists().where(
         M.session_id == bindparam("sid", type_=S.id.type),
+        M.owner == owner_param(),
         M.append_key == bindparam("append_key", type_=M.append_key.type),
     )
 
 
 select_append_landed: Select[Any] = select(S.last_seq, S.version).where(
-    S.id == bindparam("sid"), live(), append_key_landed()
+    this_session(), live(), append_key_landed()
 )
 """The live session's current position, if the append with this key already landed in it."""
 
@@ -348,8 +399,8 @@ def upsert_session_for_append(dialect: str) -> Insert:
     A created row gets the fresh `incarnation` token; an advanced row keeps its own.
     The row lock this takes serialises concurrent appends to one session.
     """
-    new_row = select(  # in the order of SESSION_WRITE_COLUMNS, then id and incarnation
-        literal(""),
+    new_row = select(  # in the order of SESSION_WRITE_COLUMNS, then id, owner and incarnation
+        scope_agent_param(),
         bindparam("now", type_=S.created_at.type),
         bindparam("now", type_=S.updated_at.type),
         bindparam("expires_at", type_=S.expires_at.type),
@@ -358,20 +409,22 @@ def upsert_session_for_append(dialect: str) -> Insert:
         bindparam("n", type_=S.last_seq.type),
         bindparam("n", type_=S.message_count.type),
         bindparam("sid", type_=S.id.type),
+        owner_param(),
         bindparam("incarnation", type_=S.incarnation.type),
     ).where(~append_key_landed())
     stmt = _dialect_insert(dialect, sessions).from_select(
-        [*SESSION_WRITE_COLUMNS, "id", "incarnation"],
+        [*SESSION_WRITE_COLUMNS, "id", "owner", "incarnation"],
         new_row,
     )
     return _or_advance_live_session(stmt)
 
 
 def _or_advance_live_session(stmt: postgresql.Insert | sqlite.Insert) -> Insert:
-    """The append upsert's conflict branch: a live session advances by `n` positions (an
-    expired one is left alone, and no row is returned); RETURNING the new last_seq."""
+    """The append upsert's conflict branch: a live session of the scope advances by `n`
+    positions (an expired one, or one of another agent of the owner, is left alone, and no
+    row is returned); RETURNING the new last_seq."""
     result: Insert = stmt.on_conflict_do_update(
-        index_elements=[S.id],
+        index_elements=[S.id, S.owner],
         set_={
             "last_seq": S.last_seq + bindparam("n"),
             "message_count": S.message_count + bindparam("n"),
@@ -379,7 +432,7 @@ def _or_advance_live_session(stmt: postgresql.Insert | sqlite.Insert) -> Insert:
             "updated_at": bindparam("now"),
             "expires_at": bindparam("expires_at"),
         },
-        where=live(),
+        where=and_(live(), in_scope()),
     ).returning(S.last_seq, S.version)
     return result
 
@@ -426,11 +479,13 @@ def append_in_one_statement() -> CompoundSelect[Any]:
     )
     first_seq = head.c.last_seq - bindparam("n")
     sid = bindparam("sid", type_=S.id.type)
+    owner = owner_param()
     append_key = bindparam("append_key", type_=M.append_key.type)  # on the first message
     message_insert = insert(messages).from_select(
         APPENDED_MESSAGE_COLUMNS,
         select(
             sid,
+            owner,
             first_seq + new_messages.c.ord,
             new_messages.c.role,
             new_messages.c.content,
@@ -459,9 +514,19 @@ def append_in_one_statement() -> CompoundSelect[Any]:
         .render_derived(name="new_calls")
     )
     call_insert = insert(tool_calls).from_select(
-        ["session_id", "message_seq", "idx", "call_id", "type", "function_name", "arguments"],
+        [
+            "session_id",
+            "owner",
+            "message_seq",
+            "idx",
+            "call_id",
+            "type",
+            "function_name",
+            "arguments",
+        ],
         select(
             sid,
+            owner,
             first_seq + new_calls.c.position,
             new_calls.c.idx,
             new_calls.c.call_id,
@@ -485,6 +550,7 @@ def append_one_statement() -> CompoundSelect[Any]:
         APPENDED_MESSAGE_COLUMNS,
         select(
             bindparam("sid", type_=S.id.type),
+            owner_param(),
             head.c.last_seq,
             bindparam("role", type_=M.role.type),
             bindparam("content", type_=M.content.type),
@@ -537,7 +603,7 @@ def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]
 
 select_last_messages: Select[Any] = (
     select(*MESSAGE_COLUMNS)
-    .where(M.session_id == bindparam("sid"), M.seq < bindparam("before_seq"))
+    .where(owned_by(messages), M.seq < bindparam("before_seq"))
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
 )
@@ -546,14 +612,14 @@ select_last_messages: Select[Any] = (
 select_tool_calls_between: Select[Any] = (
     select(T.message_seq, T.call_id, T.type, T.function_name, T.arguments)
     .where(
-        T.session_id == bindparam("sid"),
+        owned_by(tool_calls),
         T.message_seq >= bindparam("from_seq"),
         T.message_seq <= bindparam("to_seq"),
     )
     .order_by(T.message_seq, T.idx)
 )
 
-select_live_session_exists: Select[Any] = select(S.last_seq).where(S.id == bindparam("sid"), live())
+select_live_session_exists: Select[Any] = select(S.last_seq).where(this_session(), live())
 
 
 # --- reaper --------------------------------------------------------------------------------
@@ -567,22 +633,23 @@ def reap_batch(dialect: str) -> Delete:
     the expiry is re-checked on the locked row, so a session just revived is never taken.
     """
     victims = (
-        select(S.id)
+        select(S.id, S.owner)
         .where(S.expires_at.is_not(None), S.expires_at <= bindparam("now"))
         .order_by(S.expires_at)
         .limit(bindparam("batch_size"))
     )
     if dialect == "postgresql":
         victims = victims.with_for_update(skip_locked=True)
-    return delete(sessions).where(S.id.in_(victims.scalar_subquery()))
+    # (id, owner): another owner's live session under the same id is never a victim.
+    return delete(sessions).where(tuple_(S.id, S.owner).in_(victims))
 
 
 # --- tail operations: exact last N, pop, clear ---------------------------------------------
 
 select_tail: Select[Any] = (
     select(*MESSAGE_COLUMNS)
-    .join(sessions, S.id == M.session_id)
-    .where(M.session_id == bindparam("sid"), live())
+    .join(sessions, and_(S.id == M.session_id, S.owner == M.owner))
+    .where(M.session_id == bindparam("sid"), M.owner == owner_param(), in_scope(), live())
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
 )
@@ -591,8 +658,8 @@ select_tail: Select[Any] = (
 _tail = (
     select(*MESSAGE_COLUMNS)
     .where(
-        M.session_id == bindparam("sid"),
-        exists().where(S.id == bindparam("sid"), live()),  # evaluated once per statement
+        owned_by(messages),
+        exists().where(this_session(), live()),  # evaluated once per statement
     )
     .order_by(M.seq.desc())
     .limit(bindparam("limit"))
@@ -601,7 +668,7 @@ _tail = (
 _CALL_COLUMNS = (T.message_seq, T.call_id, T.type, T.function_name, T.arguments)
 _calls_of_each = (
     select(*_CALL_COLUMNS, T.idx)
-    .where(T.session_id == bindparam("sid"), T.message_seq == _tail.c.seq)
+    .where(owned_by(tool_calls), T.message_seq == _tail.c.seq)
     .lateral("calls")
 )
 select_tail_with_calls: dict[str, Select[Any]] = {
@@ -612,9 +679,7 @@ select_tail_with_calls: dict[str, Select[Any]] = {
     .order_by(_tail.c.seq, _calls_of_each.c.idx),
     "sqlite": select(*_tail.c, *_CALL_COLUMNS, T.idx)
     .select_from(
-        _tail.outerjoin(
-            tool_calls, and_(T.session_id == bindparam("sid"), T.message_seq == _tail.c.seq)
-        )
+        _tail.outerjoin(tool_calls, and_(owned_by(tool_calls), T.message_seq == _tail.c.seq))
     )
     .order_by(_tail.c.seq, T.idx),
 }
@@ -638,21 +703,17 @@ def split_tail_with_calls(joined: Iterable[Any]) -> tuple[list[Any], list[Any]]:
     return rows, call_rows
 
 
-lock_live_session: Select[Any] = (
-    select(S.last_seq).where(S.id == bindparam("sid"), live()).with_for_update()
-)
+lock_live_session: Select[Any] = select(S.last_seq).where(this_session(), live()).with_for_update()
 """The live session row, locked until the transaction ends (SQLite: its write lock does it)."""
 
-delete_message: Delete = delete(messages).where(
-    M.session_id == bindparam("sid"), M.seq == bindparam("seq")
-)
+delete_message: Delete = delete(messages).where(owned_by(messages), M.seq == bindparam("seq"))
 """Drops one message (its tool calls cascade)."""
 
-delete_all_messages: Delete = delete(messages).where(M.session_id == bindparam("sid"))
+delete_all_messages: Delete = delete(messages).where(owned_by(messages))
 
 update_session_after_removal: Update = (
     update(sessions)
-    .where(S.id == bindparam("sid"))
+    .where(this_session())
     .values(
         version=S.version + 1,
         # Not an append: a cache must reload instead of catching up.
@@ -671,7 +732,8 @@ def upsert_session_values_for_append(dialect: str) -> Insert:
     `select_append_landed` first, in the same transaction."""
     stmt = _dialect_insert(dialect, sessions).values(
         id=bindparam("sid"),
-        agent_id=literal(""),
+        owner=owner_param(),
+        agent_id=scope_agent_param(),
         created_at=bindparam("now"),
         updated_at=bindparam("now"),
         expires_at=bindparam("expires_at"),

@@ -37,7 +37,8 @@ class Transaction:
     statements_done: int = 0
     """How many statements succeeded: an operation that failed before any is safe to retry."""
     in_snapshot: bool = False
-    """A read snapshot (`open_snapshot`) is open on the connection and must be ended."""
+    """A transaction the steps opened themselves (a read snapshot, `open_snapshot`, or a
+    row-scoped one) is open on the connection and must be ended."""
 
     def after_commit(self, action: Callable[[], None]) -> None:
         self.on_commit.append(action)
@@ -70,9 +71,9 @@ class Operation(Generic[T]):
 
 def _record(operation: Operation[Any], tx: Transaction, statement: Any) -> None:
     """Book-keeping after a step ran: statements done, and whether a snapshot is open."""
-    if statement is sql.begin_read_snapshot:
+    if statement is sql.begin_read_snapshot or statement is sql.begin_transaction:
         if not operation.snapshot:
-            raise TypeError("only an Operation(snapshot=True) may open a read snapshot")
+            raise TypeError("only an Operation(snapshot=True) may open a transaction itself")
         tx.in_snapshot = True
     elif statement is sql.end_read_snapshot:
         tx.in_snapshot = False

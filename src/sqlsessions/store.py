@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+import copy
 import threading
 import time
 from datetime import datetime, timedelta
@@ -28,6 +29,8 @@ from sqlsessions.models import Message, Session
 from sqlsessions.operations import StoreCore
 from sqlsessions.queries import SessionPage
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, check_batch_size, reap_batch
+from sqlsessions.row_security import row_security_on, with_row_scope
+from sqlsessions.scope import Scope
 from sqlsessions.search import SearchOrder, SearchPage
 from sqlsessions.steps import Operation, Transaction, drive_sync
 from sqlsessions.usage import PriceRow
@@ -47,9 +50,11 @@ class Store:
         self._engine = engine or create_sync_engine(self.config)
         self._owns_engine = engine is None
         self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache_size)
+        self._root = True
         self._ready = False
         self._ready_lock = threading.Lock()
         self._direct = DirectExecutor(self._engine)
+        self._row_security = row_security_on(self.config, self._engine.dialect.name)
 
     @classmethod
     def from_url(
@@ -69,7 +74,28 @@ class Store:
         return self._engine
 
     def __repr__(self) -> str:
-        return f"Store({mask_password(self._engine.url)!r}, ttl={self.config.ttl!r})"
+        scope = "" if self._root else f", scope={self.scope!r}"
+        return f"Store({mask_password(self._engine.url)!r}, ttl={self.config.ttl!r}{scope})"
+
+    # --- scope ----------------------------------------------------------------------------
+
+    @property
+    def scope(self) -> Scope:
+        """Whose sessions this store sees: an owner ('' unless scoped) and maybe one agent."""
+        return self._core.scope
+
+    def scoped(self, owner: str | None = None, *, agent_id: str | None = None) -> Store:
+        """A view of this store that sees and touches only `owner`'s sessions (of `agent_id`
+        only, when given); a session outside the view is absent to it (never "forbidden").
+
+        The view shares the engine and configuration, with its own cache; closing it never
+        closes the engine. The root store may make any view; a view can only narrow (same
+        owner; an agent added if it had none): anything else is InvalidInputError.
+        """
+        scope = self._core.scope.narrowed(owner, agent_id, root=self._root)
+        view = copy.copy(self)  # same engine, config, executor and readiness
+        vars(view).update(_core=self._core.view(scope), _root=False, _owns_engine=False)
+        return view
 
     # --- the Go API ---------------------------------------------------------------------
 
@@ -117,25 +143,25 @@ class Store:
 
     def history(self, session_id: str, limit: int = 50) -> builtins.list[Message]:
         """The last `limit` messages, never opening on an orphaned tool result."""
-        return self._run(queries.history(self._core.dialect, session_id, limit))
+        return self._run(queries.history(self._core.dialect, self.scope, session_id, limit))
 
     def last_messages(self, session_id: str, limit: int | None = None) -> builtins.list[Message]:
         """The last `limit` messages (every one when None), oldest first, exactly `limit` when
         there are that many (unlike `history`, no widening around tool results). A session
         that does not exist or has expired has no messages: the result is empty."""
-        return self._run(tail.last_messages(self._core.dialect, session_id, limit))
+        return self._run(tail.last_messages(self._core.dialect, self.scope, session_id, limit))
 
     def pop(self, session_id: str) -> Message | None:
         """Remove the session's last message and return it (None if it has none or is absent).
 
         Atomic and server-side: concurrent pops never return the same message, and a
         concurrent append is either before or after it. Restarts the session's TTL."""
-        return self._run(tail.pop(session_id, self.config.ttl))
+        return self._run(tail.pop(self.scope, session_id, self.config.ttl))
 
     def clear(self, session_id: str) -> int:
         """Remove every message of the session server-side (metadata and the session stay);
         returns how many were removed (0 if the session is absent). Restarts the TTL."""
-        return self._run(tail.clear(session_id, self.config.ttl))
+        return self._run(tail.clear(self.scope, session_id, self.config.ttl))
 
     def list_sessions(
         self,
@@ -150,6 +176,7 @@ class Store:
         return self._run(
             queries.list_sessions(
                 self._core.dialect,
+                self.scope,
                 agent_id=agent_id,
                 metadata=metadata,
                 updated_after=updated_after,
@@ -172,6 +199,7 @@ class Store:
         return self._run(
             search.search(
                 self._core.dialect,
+                self.scope,
                 query,
                 agent_id=agent_id,
                 limit=limit,
@@ -214,11 +242,13 @@ class Store:
 
     def archived_segments(self, session_id: str) -> builtins.list[ArchivedSegment]:
         """The segments `replace_history` archived for a session, oldest first."""
-        return self._run(compaction.archived_segments(self._core.dialect, session_id))
+        return self._run(compaction.archived_segments(self._core.dialect, self.scope, session_id))
 
     def archived_history(self, session_id: str, segment: int) -> builtins.list[Message]:
         """The messages of one archived segment, in their original order."""
-        return self._run(compaction.archived_history(self._core.dialect, session_id, segment))
+        return self._run(
+            compaction.archived_history(self._core.dialect, self.scope, session_id, segment)
+        )
 
     def set_model_prices(
         self, prices: dict[str, Any], effective_from: datetime | None = None
@@ -262,7 +292,8 @@ class Store:
         self._core.clear_cache()
 
     def close(self) -> None:
-        """Release the connections (the engine is disposed only if the store created it)."""
+        """Release the connections (the engine is disposed only if the store created it; a
+        scoped view never disposes it)."""
         self._core.clear_cache()
         if self._owns_engine:
             self._engine.dispose()
@@ -282,6 +313,8 @@ class Store:
 
     def _run(self, operation: Operation[T]) -> T:
         self._ensure_ready()
+        if self._row_security:
+            operation = with_row_scope(operation, self._core.scope.owner)
         delays = retry_delays()
         while True:
             tx = Transaction()

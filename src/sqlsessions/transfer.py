@@ -1,5 +1,9 @@
 """Import and export of sessions in the Go package's JSON form (JSON, JSON arrays, JSONL).
 
+A session's owner travels as the key ``owner`` (omitted when it is the default owner ''; the
+Go package ignores it): import writes each document into its own owner's scope (or into the
+owner forced with ``owner=``), export writes the sessions of the store's scope.
+
 Import is idempotent: each document *replaces* the stored session of the same id with
 exactly its content, and a session already identical to its document is not written at
 all (its version and expiry stay as they are). Export writes one ``Session.to_json()``
@@ -34,6 +38,7 @@ from sqlsessions.record_reader import MAX_RECORD_CHARS, BadRecord, Record, Recor
 from sqlsessions.schema import sessions as sessions_table
 from sqlsessions.store import Store
 from sqlsessions.timestamps import format_timestamp, parse_timestamp
+from sqlsessions.validation import check_owner
 
 __all__ = [
     "EXPIRES_AT_KEY",
@@ -149,6 +154,7 @@ def import_session(
     Returns "unchanged" (nothing written) when it already is, else "imported". `exists`
     (when the caller knows) spares the lookup for a session that is not stored yet.
     """
+    store = in_owner_scope(store, incoming.owner)
     for attempt in range(_CONFLICT_RETRIES):
         try:
             return _replace(store, incoming, exists, expires_at)
@@ -157,6 +163,14 @@ def import_session(
                 raise
             exists = None  # someone wrote it meanwhile: look again
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def in_owner_scope(store: Store, owner: str) -> Store:
+    """`store` itself when it works in `owner`'s scope, else a view scoped to `owner` (only the
+    root store can make one: a store scoped to another owner raises InvalidInputError)."""
+    if store.scope.owner == owner:
+        return store
+    return store.scoped(owner=owner)
 
 
 def _replace(
@@ -201,7 +215,11 @@ def _restore_expiry(store: Store, session: Session, expires_at: datetime | _Unse
     version = state.version if state is not None else None
     statement = (
         update(sessions_table)
-        .where(sessions_table.c.id == session.id, sessions_table.c.version == version)
+        .where(
+            sessions_table.c.id == session.id,
+            sessions_table.c.owner == session.owner,
+            sessions_table.c.version == version,
+        )
         .values(expires_at=expires_at)
     )
     try:
@@ -231,24 +249,36 @@ def import_records(
     records: Iterable[Record | BadRecord],
     report: Callable[[BadRecord], None],
     counts: ImportCounts | None = None,
+    *,
+    owner: str | None = None,
 ) -> ImportCounts:
     """Import each record in turn; a bad one is passed to `report`, counted and skipped.
 
-    A record is bad when it is not a valid session (InvalidInputError) or keeps conflicting
-    with concurrent writers; other errors (the database is gone) end the import.
+    Each session goes to the owner its document names (key ``owner``, '' when absent), or
+    to `owner` when given. A record is bad when it is not a valid session
+    (InvalidInputError), belongs outside the store's scope, or keeps conflicting with
+    concurrent writers; other errors (the database is gone) end the import.
     """
+    if owner is not None:
+        check_owner(owner)
     counts = counts or ImportCounts()
     for record in records:
-        problem = record if isinstance(record, BadRecord) else _import_one(store, record, counts)
+        problem = (
+            record if isinstance(record, BadRecord) else _import_one(store, record, counts, owner)
+        )
         if problem is not None:
             counts.skipped += 1
             report(problem)
     return counts
 
 
-def _import_one(store: Store, record: Record, counts: ImportCounts) -> BadRecord | None:
+def _import_one(
+    store: Store, record: Record, counts: ImportCounts, owner: str | None
+) -> BadRecord | None:
     try:
         session, expires_at = _parse_document(record.document)
+        if owner is not None:
+            session.owner = owner
         outcome = import_session(store, session, expires_at=expires_at)
     except (InvalidInputError, ConflictError) as exc:
         return BadRecord(record.path, record.line, str(exc))

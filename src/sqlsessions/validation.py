@@ -173,6 +173,14 @@ def check_timestamp(value: Any, field: str) -> datetime:
     return value
 
 
+def check_owner(value: Any, field: str = "owner") -> str:
+    """`value` if it is a valid owner (like a session id, but '' is allowed: the default
+    owner), else InvalidInputError naming `field`."""
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
+    return check_session_id(value, field) if value else value
+
+
 def check_session_id(value: Any, field: str = "session_id") -> str:
     """`value` if it is a valid session id, else InvalidInputError naming `field`."""
     if not isinstance(value, str):

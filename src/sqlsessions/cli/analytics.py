@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from sqlsessions.cli.common import err, out, reported_errors, state_of, table
+from sqlsessions.cli.common import (
+    OwnerOption,
+    err,
+    in_owner_scope,
+    out,
+    reported_errors,
+    state_of,
+    table,
+)
 from sqlsessions.cli.output import FormatOption, OutputFormat, records, write_csv, write_json
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.usage import ModelPrice
@@ -31,14 +39,15 @@ def search_command(
         bool, typer.Option("--newest", help="Newest first instead of best match first.")
     ] = False,
     output_format: FormatOption = OutputFormat.table,
+    owner: OwnerOption = None,
 ) -> None:
     """Search the messages of live sessions; prints session, position, role and a snippet.
 
     json and csv keep the store's snippet as is (matched words in <mark>...</mark>).
     """
     state = state_of(ctx)
-    with reported_errors(state), state.open_store() as store:
-        page = store.search(
+    with reported_errors(state), state.open_store() as root:
+        page = in_owner_scope(root, owner).search(
             query, agent_id=agent, limit=limit, order="newest" if newest else "rank"
         )
     if output_format is not OutputFormat.table:

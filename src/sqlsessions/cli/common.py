@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,6 +27,21 @@ from sqlsessions.store import Store
 EXIT_ERROR = 1
 EXIT_SCHEMA_NOT_READY = 2
 YES_OPTION_HELP = "Do not ask for confirmation (needed when standard input is not a terminal)."
+
+OwnerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--owner",
+        help="Work in this owner's (tenant's, user's) sessions only; default: the default "
+        "owner ''.",
+        show_default=False,
+    ),
+]
+
+
+def in_owner_scope(store: Store, owner: str | None) -> Store:
+    """`store`, scoped to `owner` when one is given (the default owner '' otherwise)."""
+    return store if owner is None else store.scoped(owner=owner)
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,8 @@ def print_session(console: Console, session: Session) -> None:
     header.append(session.id, style="bold")
     if session.agent_id:
         header.append(f"  (agent {session.agent_id})")
+    if session.owner:
+        header.append(f"  (owner {session.owner})")
     console.print(header)
     console.print(
         Text(

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from sqlsessions.cli.common import err, reported_errors, state_of
+from sqlsessions.cli.common import OwnerOption, err, in_owner_scope, reported_errors, state_of
 from sqlsessions.errors import SqlSessionsError
 from sqlsessions.transfer import (
     MAX_RECORD_CHARS,
@@ -47,11 +47,20 @@ def import_command(
             help="Skip (and report) records longer than this many characters.",
         ),
     ] = MAX_RECORD_CHARS,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            "--owner",
+            help="Import every session as this owner's (default: the owner each document "
+            "names in its 'owner' key, '' when it has none).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Import sessions in the Go package's JSON form.
 
-    Idempotent: each session replaces the stored one with the same id, and a session
-    already identical is left untouched, so importing a file twice changes nothing.
+    Idempotent: each session replaces the stored one with the same id (and owner), and a
+    session already identical is left untouched, so importing a file twice changes nothing.
     Files are streamed (one record in memory at a time). Bad records (invalid UTF-8 or
     JSON, not a session, longer than --max-record-size) are reported as FILE:LINE: reason
     and skipped, and the rest is imported; the exit code is then 1.
@@ -77,7 +86,7 @@ def import_command(
                     task = progress.add_task("import", total=size, name=name)
                     records = read_records(name, source, max_record_chars=max_record_size)
                     for record in _tracked(records, source, progress, task):
-                        import_records(store, [record], report, counts)
+                        import_records(store, [record], report, counts, owner=owner)
     summary = f"{counts.imported} imported, {counts.unchanged} unchanged, {counts.skipped} skipped"
     console.print(Text(summary, style="bold red" if counts.skipped else "bold green"))
     if counts.skipped:
@@ -127,6 +136,7 @@ def export_command(
         Path | None,
         typer.Option("--output", "-o", help="Write to this file instead of standard output."),
     ] = None,
+    owner: OwnerOption = None,
 ) -> None:
     """Export live sessions as JSON Lines in the Go package's form, ordered by id.
 
@@ -146,10 +156,10 @@ def export_command(
 
     with (
         reported_errors(state),
-        state.open_store(existing=True) as store,
+        state.open_store(existing=True) as root,
         _output(output) as file,
     ):
-        for line in export_lines(store, agent, report):
+        for line in export_lines(in_owner_scope(root, owner), agent, report):
             file.write(line + "\n")
             count += 1
     where = f" to {output}" if output is not None else ""

@@ -1,7 +1,9 @@
-"""The `db` commands: upgrade, downgrade, distribute (Citus), current, history and check."""
+"""The `db` commands: upgrade, downgrade, distribute (Citus), row-security, current, history
+and check."""
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -130,3 +132,43 @@ def db_check(ctx: typer.Context) -> None:
         raise typer.Exit(1)
     message = f"OK: {state.shown_url} matches the migrations (head {head_revision()})"
     out().print(Text(message))
+
+
+class RowSecurityAction(str, Enum):
+    """What `db row-security` does."""
+
+    status = "status"
+    enable = "enable"
+    disable = "disable"
+
+
+@db_app.command("row-security")
+def db_row_security(
+    ctx: typer.Context,
+    action: Annotated[
+        RowSecurityAction,
+        typer.Argument(help="status (default), enable or disable."),
+    ] = RowSecurityAction.status,
+) -> None:
+    """PostgreSQL: enforce each session's owner with row-level security (see the README).
+
+    `enable` turns on the policies migration 0008 created, so a role that does not own the
+    tables sees only the owner its transaction set; `disable` turns them off again.
+    """
+    from sqlsessions.row_security import (
+        disable_row_security,
+        enable_row_security,
+        row_security_status,
+    )
+
+    run = {
+        RowSecurityAction.status: row_security_status,
+        RowSecurityAction.enable: enable_row_security,
+        RowSecurityAction.disable: disable_row_security,
+    }[action]
+    state = state_of(ctx)
+    with reported_errors(state):
+        state.require_existing()
+        announce(state)
+        status = run(state.url, schema=state.schema)
+    out().print(Text(f"{state.shown_url}:\n{status.describe()}"))

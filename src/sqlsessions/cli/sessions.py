@@ -9,8 +9,10 @@ from rich.text import Text
 
 from sqlsessions.cli.common import (
     YES_OPTION_HELP,
+    OwnerOption,
     confirm,
     err,
+    in_owner_scope,
     out,
     print_session,
     reported_errors,
@@ -34,11 +36,12 @@ def sessions_list(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many sessions.")] = 50,
     output_format: FormatOption = OutputFormat.table,
+    owner: OwnerOption = None,
 ) -> None:
     """List live sessions, most recently updated first."""
     state = state_of(ctx)
-    with reported_errors(state), state.open_store(existing=True) as store:
-        summaries, more = _summaries(store, agent, limit)
+    with reported_errors(state), state.open_store(existing=True) as root:
+        summaries, more = _summaries(in_owner_scope(root, owner), agent, limit)
     rows = [
         (s.id, s.agent_id or "", s.message_count, s.created_at, s.updated_at, s.expires_at)
         for s in summaries
@@ -81,11 +84,12 @@ def _summaries(store: Store, agent: str | None, limit: int) -> tuple[list[Sessio
 def sessions_show(
     ctx: typer.Context,
     session_id: Annotated[str, typer.Argument(metavar="ID", help="The session id.")],
+    owner: OwnerOption = None,
 ) -> None:
     """Print a session as a conversation, with its tool calls and results."""
     state = state_of(ctx)
-    with reported_errors(state), state.open_store(existing=True) as store:
-        session = store.get_if_exists(session_id)
+    with reported_errors(state), state.open_store(existing=True) as root:
+        session = in_owner_scope(root, owner).get_if_exists(session_id)
     print_session(out(), session)
 
 
@@ -97,6 +101,7 @@ def sessions_delete(
         bool, typer.Option("--missing-ok", help="Succeed if there is no such session.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_OPTION_HELP)] = False,
+    owner: OwnerOption = None,
 ) -> None:
     """Delete a session with its messages and metadata (exit 1 if there is no such session).
 
@@ -108,7 +113,8 @@ def sessions_delete(
     if missing_ok and file is not None and not file.exists():
         out().print(nothing)
         return
-    with reported_errors(state), state.open_store(existing=True) as store:
+    with reported_errors(state), state.open_store(existing=True) as root:
+        store = in_owner_scope(root, owner)
         try:
             session = store.get_if_exists(session_id)
         except SessionNotFoundError:

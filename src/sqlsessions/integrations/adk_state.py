@@ -42,12 +42,21 @@ async def read_heads(store: AsyncStore, session_ids: Sequence[str]) -> dict[str,
                 chunk = list(dict.fromkeys(session_ids[start : start + _CHUNK]))
                 query = (
                     select(sessions.c.id, sessions.c.updated_at, meta.c.key, meta.c.value)
-                    .select_from(sessions.outerjoin(meta, meta.c.session_id == sessions.c.id))
+                    .select_from(
+                        sessions.outerjoin(
+                            meta,
+                            (meta.c.session_id == sessions.c.id)
+                            & (meta.c.owner == sessions.c.owner),
+                        )
+                    )
                     .where(
                         sessions.c.id.in_(chunk),
+                        sessions.c.owner == store.scope.owner,  # the store's scope only
                         or_(sessions.c.expires_at.is_(None), sessions.c.expires_at > now),
                     )
                 )
+                if store.scope.agent_id is not None:
+                    query = query.where(sessions.c.agent_id == store.scope.agent_id)
                 for row in await conn.execute(query):
                     head = found.setdefault(row.id, Head(row.updated_at))
                     if row.key is not None:

@@ -128,7 +128,12 @@ class Viewer:
         after = _position(params.get("after"), "after")
         before = _position(params.get("before"), "before")
         page = read_conversation_page(
-            self.store.engine, session_id, after=after, before=before, limit=limit
+            self.store.engine,
+            session_id,
+            after=after,
+            before=before,
+            limit=limit,
+            scope=self.store.scope,
         )
         summary = read_view(
             self.store.engine,
@@ -136,6 +141,7 @@ class Viewer:
             schema=self.schema,
             session_id=session_id,
             limit=1,
+            owner=self.store.scope.owner,
         ).as_dicts()
         links = {
             "first": _with(params, after=None, before=None) if page.has_earlier else None,
@@ -185,7 +191,9 @@ class Viewer:
                 "search", 400, form=form, hits=None, problem=str(exc), links=NO_LINKS
             )
         contents = read_message_contents(
-            self.store.engine, [(hit.session_id, hit.seq) for hit in found.hits]
+            self.store.engine,
+            [(hit.session_id, hit.seq) for hit in found.hits],
+            self.store.scope.owner,
         )
         hits = [
             {
