@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlsessions.aio import AsyncStore
 from sqlsessions.config import StoreConfig
 from sqlsessions.errors import InvalidInputError, SqlSessionsError
+from sqlsessions.scope import Scope
 from sqlsessions.skill import specs
 from sqlsessions.skill.specs import BadArguments, ToolSpec
 from sqlsessions.skill.steps import TOOL_STEPS, run_async, run_sync
@@ -121,6 +122,8 @@ class Skill:
         agent_id: str | None = None,
     ) -> None:
         self.allowed: frozenset[str] = _check_allow(allow)
+        if owner is not None or agent_id is not None:
+            Scope(owner or "", agent_id)  # InvalidInputError naming the field, before any store
         self._owner, self._agent_id = owner, agent_id
         self._store: AnyStore | None = None
         self._created: AnyStore | None = None  # a store built here, closed by close()
@@ -156,6 +159,12 @@ class Skill:
                 f"set_storage expects a database URL, an Engine, a Store or an AsyncStore, "
                 f"not {type(storage).__name__}"
             )
+        if self._owner is not None or self._agent_id is not None:
+            try:
+                store = store.scoped(self._owner, agent_id=self._agent_id)
+            except SqlSessionsError:
+                self.close()  # a store built here for this skill is released
+                raise
         self._store = store
 
     def init(self) -> None:
@@ -237,7 +246,10 @@ class Skill:
         return specs.tool_specs(*self._scope())
 
     def _scope(self) -> tuple[str, str | None]:
-        return "", None
+        """(owner, agent_id) the tools act in: the store's scope, or the one asked for."""
+        if self._store is not None:
+            return self._store.scope.owner, self._store.scope.agent_id
+        return self._owner or "", self._agent_id
 
     def _sync_handler(self, name: str) -> ToolHandler:
         def run(arguments: dict[str, Any]) -> dict[str, Any]:
