@@ -1,15 +1,17 @@
-"""The sessions Skill: each tool through its handler, valid and invalid, on both dialects."""
+"""The sessions Skill: each tool through its handler, valid and invalid, on both dialects,
+on a `Store` (call) and on an `AsyncStore` (acall)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from skill_harness import SkillHarness, assert_error, harness, skill_kind  # noqa: F401
 from sqlsessions import (
     DEFAULT_SESSION_TTL,
+    AsyncStore,
     Role,
     Skill,
     SqlSessionsError,
@@ -29,37 +31,19 @@ TOOL_NAMES = [
     "sessions_metadata_set",
     "sessions_metadata_get",
 ]
+Run = Callable[[str, Any], dict[str, Any]]
 
 
 @pytest.fixture
-def skill(migrated_url: str) -> Iterator[Skill]:
-    skill = Skill()
-    skill.set_storage(migrated_url)
-    skill.init()
-    yield skill
-    skill.close()
+def skill(harness: SkillHarness) -> Skill:  # noqa: F811
+    """A skill with every tool allowed, on a Store or an AsyncStore."""
+    return harness.skill()
 
 
-def run(skill: Skill, name: str, arguments: Any) -> dict[str, Any]:
-    """Call a tool's handler the way an agent framework would."""
-    tool = next(tool for tool in skill.tools() if tool.name == name)
-    result = tool.handler(arguments)
-    json.dumps(result)  # every result is JSON-serialisable
-    return result
-
-
-def make_session(skill: Skill, session_id: str, n_messages: int = 0, agent_id: str = "") -> None:
-    session = skill.store.get(session_id)
-    session.agent_id = agent_id
-    for i in range(n_messages):
-        session.add_message(Role.USER if i % 2 == 0 else Role.ASSISTANT, f"message {i}")
-    skill.store.save(session)
-
-
-def assert_error(result: dict[str, Any], *words: str) -> None:
-    assert set(result) == {"error"}, result
-    for word in words:
-        assert word in result["error"], result["error"]
+@pytest.fixture
+def run(harness: SkillHarness, skill: Skill) -> Run:  # noqa: F811
+    """Run a tool of `skill` the way an agent framework would."""
+    return lambda name, arguments: harness.call(skill, name, arguments)
 
 
 # --- the skill itself ----------------------------------------------------------------------
@@ -79,12 +63,13 @@ def test_init_without_storage_fails_with_a_clear_message() -> None:
 
 
 def test_a_tool_called_before_storage_is_set_returns_an_error_result() -> None:
-    assert_error(run(Skill(), "sessions_list", {}), "set_storage")
+    assert_error(Skill().call("sessions_list", {}), "set_storage")
 
 
 def test_set_storage_with_a_url_builds_a_store_with_the_default_ttl(migrated_url: str) -> None:
     with Skill(migrated_url) as skill:
         skill.init()
+        assert isinstance(skill.store, Store)
         assert skill.store.config.ttl == DEFAULT_SESSION_TTL
 
 
@@ -93,14 +78,33 @@ def test_set_storage_accepts_an_existing_store_and_close_leaves_it_open(migrated
         skill = Skill()
         skill.set_storage(store)
         skill.init()
-        assert (
-            run(skill, "sessions_metadata_set", {"session_id": "a", "key": "k", "value": "1"})[
-                "status"
-            ]
-            == "set"
-        )
+        result = skill.call("sessions_metadata_set", {"session_id": "a", "key": "k", "value": "1"})
+        assert result["status"] == "set"
         skill.close()
         assert store.get_if_exists("a").metadata == {"k": 1}
+
+
+def test_a_skill_takes_an_async_store_and_its_tools_run_with_acall(migrated_url: str) -> None:
+    import asyncio
+
+    async def scenario() -> dict[str, Any]:
+        async with AsyncStore(StoreConfig(url=migrated_url)) as store, Skill(store) as skill:
+            skill.init()
+            await skill.acall(
+                "sessions_metadata_set", {"session_id": "a", "key": "k", "value": "1"}
+            )
+            assert_error(skill.call("sessions_get", {"session_id": "a"}), "AsyncStore", "acall")
+            return await skill.acall("sessions_get", '{"session_id": "a"}')
+
+    assert asyncio.run(scenario())["metadata"] == {"k": 1}
+
+
+def test_acall_on_a_skill_with_a_sync_store_says_to_use_call(migrated_url: str) -> None:
+    import asyncio
+
+    with Skill(migrated_url) as skill:
+        result = asyncio.run(skill.acall("sessions_list", {}))
+    assert_error(result, "Store", "skill.call")
 
 
 def test_set_storage_rejects_something_that_is_not_storage() -> None:
@@ -114,111 +118,176 @@ def test_tools_are_the_seven_session_tools_with_json_schemas(skill: Skill) -> No
     for tool in tools:
         assert tool.description
         assert tool.parameters["type"] == "object"
+        assert tool.parameters["additionalProperties"] is False
         assert set(tool.parameters["required"]) <= set(tool.parameters["properties"])
-        assert callable(tool.handler)
+        assert callable(tool.handler) and callable(tool.async_handler)
     history = next(tool for tool in tools if tool.name == "sessions_history")
     assert history.parameters["required"] == ["session_id"]
     assert history.parameters["properties"]["limit"]["type"] == "integer"
+    assert history.parameters["properties"]["session_id"]["maxLength"] == 255
 
 
-def test_openai_tools_are_function_specs_a_model_accepts(skill: Skill) -> None:
-    specs = skill.openai_tools()
-    assert [spec["function"]["name"] for spec in specs] == TOOL_NAMES
-    for spec, tool in zip(specs, skill.tools(), strict=True):
-        assert spec == {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-            },
-        }
-    json.dumps(specs)
-
-
-def test_call_accepts_arguments_as_the_json_text_a_model_produces(skill: Skill) -> None:
-    make_session(skill, "chat", 3)
-    result = skill.call("sessions_history", '{"session_id": "chat", "limit": 2}')
+def test_call_accepts_arguments_as_the_json_text_a_model_produces(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("chat", 3)
+    result = run("sessions_history", '{"session_id": "chat", "limit": 2}')
     assert result["returned"] == 2
 
 
-def test_call_reports_invalid_json_and_unknown_tools_as_errors(skill: Skill) -> None:
-    assert_error(skill.call("sessions_get", "{not json"), "not valid JSON")
-    assert_error(skill.call("sessions_explode", {}), "unknown tool")
+def test_call_reports_invalid_json_and_unknown_tools_as_errors(run: Run) -> None:
+    assert_error(run("sessions_get", "{not json"), "not valid JSON")
+    assert_error(run("sessions_explode", {}), "unknown tool")
 
 
-def test_arguments_that_are_not_an_object_give_an_error_result(skill: Skill) -> None:
-    assert_error(run(skill, "sessions_get", ["chat"]), "JSON object")
+def test_arguments_that_are_not_an_object_give_an_error_result(run: Run) -> None:
+    assert_error(run("sessions_get", ["chat"]), "JSON object")
+    assert_error(run("sessions_get", "[1, 2]"), "JSON object")
 
 
-def test_an_unknown_parameter_gives_an_error_naming_the_expected_ones(skill: Skill) -> None:
-    result = run(skill, "sessions_get", {"session_id": "a", "sesion": "b"})
+def test_an_unknown_parameter_gives_an_error_naming_the_expected_ones(run: Run) -> None:
+    result = run("sessions_get", {"session_id": "a", "sesion": "b"})
     assert_error(result, "'sesion'", "session_id")
 
 
 # --- sessions_list -------------------------------------------------------------------------
 
 
-def test_sessions_list_returns_every_session_with_counts_and_rfc3339_timestamps(
-    skill: Skill,
+def test_sessions_list_returns_sessions_newest_first_with_counts_and_rfc3339_timestamps(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
 ) -> None:
-    assert run(skill, "sessions_list", {}) == {"sessions": [], "total": 0}
-    make_session(skill, "b", 2)
-    make_session(skill, "a", 0)
-    result = run(skill, "sessions_list", {})
-    assert result["total"] == 2
+    assert run("sessions_list", {}) == {"sessions": [], "total": 0, "next_cursor": None}
+    harness.make_session("b", 2)
+    harness.make_session("a", 0)
+    result = run("sessions_list", {})
+    assert result["total"] == 2 and result["next_cursor"] is None
     assert [(s["id"], s["message_count"]) for s in result["sessions"]] == [("a", 0), ("b", 2)]
-    stored = skill.store.get_if_exists("b")
+    stored = harness.store.get_if_exists("b")
     entry = result["sessions"][1]
     assert set(entry) == {"id", "message_count", "created_at", "updated_at"}
     assert parse_timestamp(entry["created_at"]) == stored.created_at
     assert parse_timestamp(entry["updated_at"]) == stored.updated_at
 
 
-def test_sessions_list_rejects_parameters_it_does_not_take(skill: Skill) -> None:
-    assert_error(run(skill, "sessions_list", {"limit": 5}), "unknown parameter")
+def test_sessions_list_pages_with_limit_and_cursor_until_every_session_was_seen(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    for i in range(5):
+        harness.make_session(f"s{i}")
+    seen: list[str] = []
+    page = run("sessions_list", {"limit": 2})
+    while True:
+        assert page["total"] == len(page["sessions"]) <= 2
+        seen += [entry["id"] for entry in page["sessions"]]
+        if page["next_cursor"] is None:
+            break
+        page = run("sessions_list", {"limit": 2, "cursor": page["next_cursor"]})
+    assert seen == ["s4", "s3", "s2", "s1", "s0"]
+
+
+def test_sessions_list_clamps_a_huge_limit_and_says_so(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("a")
+    result = run("sessions_list", {"limit": 10**12})
+    assert result["limit"] == 100 and "maximum of 100" in result["note"]
+    assert [entry["id"] for entry in result["sessions"]] == ["a"]
+
+
+def test_sessions_list_rejects_a_cursor_it_did_not_make(run: Run) -> None:
+    assert_error(run("sessions_list", {"cursor": "not-a-cursor"}), "cursor")
+    assert_error(run("sessions_list", {"cursor": 3}), "'cursor' must be a string")
 
 
 # --- sessions_history ----------------------------------------------------------------------
 
 
-def test_sessions_history_returns_the_last_limit_messages_as_role_and_content(
-    skill: Skill,
+def test_sessions_history_returns_the_last_limit_messages_oldest_first(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
 ) -> None:
-    make_session(skill, "chat", 5)
-    result = run(skill, "sessions_history", {"session_id": "chat", "limit": 2})
+    harness.make_session("chat", 5)
+    result = run("sessions_history", {"session_id": "chat", "limit": 2})
     assert result == {
         "session_id": "chat",
         "messages": [
             {"role": "assistant", "content": "message 3"},
             {"role": "user", "content": "message 4"},
         ],
-        "total": 5,
         "returned": 2,
     }
 
 
-def test_sessions_history_returns_up_to_50_messages_by_default(skill: Skill) -> None:
-    make_session(skill, "long", 60)
-    result = run(skill, "sessions_history", {"session_id": "long"})
-    assert (result["total"], result["returned"]) == (60, 50)
+def test_sessions_history_returns_up_to_50_messages_by_default(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("long", 60)
+    result = run("sessions_history", {"session_id": "long"})
+    assert result["returned"] == 50
     assert result["messages"][0]["content"] == "message 10"
-    short = run(skill, "sessions_history", {"session_id": "long", "limit": 100})
-    assert short["returned"] == 60
+    assert run("sessions_history", {"session_id": "long", "limit": 100})["returned"] == 60
 
 
-def test_sessions_history_shows_tool_results_and_calls_content(skill: Skill) -> None:
-    session = skill.store.get("tools")
+def test_sessions_history_clamps_a_huge_limit_to_500_and_says_so(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("long", 510)
+    result = run("sessions_history", {"session_id": "long", "limit": 10**30})
+    assert (result["returned"], result["limit"]) == (500, 500)
+    assert "maximum of 500" in result["note"]
+    assert result["messages"][0]["content"] == "message 10"
+
+
+def test_sessions_history_shows_tool_calls_and_which_call_a_result_answers(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    session = harness.store.get("tools")
+    session.add_message(Role.USER, "what is 6*7?")
     session.add_message_with_tool_calls(
-        Role.ASSISTANT, "", [ToolCall(id="c1", function=ToolFunction(name="f", arguments="{}"))]
+        Role.ASSISTANT,
+        "",
+        [ToolCall(id="c1", function=ToolFunction(name="calc", arguments='{"x": "6*7"}'))],
     )
     session.add_tool_result("c1", "42")
-    skill.store.save(session)
-    result = run(skill, "sessions_history", {"session_id": "tools"})
+    harness.store.save(session)
+    result = run("sessions_history", {"session_id": "tools"})
     assert result["messages"] == [
-        {"role": "assistant", "content": ""},
-        {"role": "tool", "content": "42"},
+        {"role": "user", "content": "what is 6*7?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "name": "calc", "arguments": '{"x": "6*7"}'}],
+        },
+        {"role": "tool", "content": "42", "tool_call_id": "c1"},
     ]
+
+
+def test_sessions_history_never_opens_on_a_tool_result_without_its_call(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    session = harness.store.get("tools")
+    session.add_message_with_tool_calls(
+        Role.ASSISTANT,
+        "",
+        [
+            ToolCall(id="c1", function=ToolFunction(name="f", arguments="{}")),
+            ToolCall(id="c2", function=ToolFunction(name="g", arguments="{}")),
+        ],
+    )
+    session.add_tool_result("c1", "one")
+    session.add_tool_result("c2", "two")
+    harness.store.save(session)
+    result = run("sessions_history", {"session_id": "tools", "limit": 1})
+    assert [m["role"] for m in result["messages"]] == ["assistant", "tool", "tool"]
+    assert result["returned"] == 3
 
 
 @pytest.mark.parametrize(
@@ -233,28 +302,37 @@ def test_sessions_history_shows_tool_results_and_calls_content(skill: Skill) -> 
     ],
 )
 def test_sessions_history_rejects_a_limit_that_is_not_a_positive_integer(
-    skill: Skill, limit: Any, words: list[str]
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+    limit: Any,
+    words: list[str],
 ) -> None:
-    make_session(skill, "chat", 3)
-    assert_error(run(skill, "sessions_history", {"session_id": "chat", "limit": limit}), *words)
+    harness.make_session("chat", 3)
+    assert_error(run("sessions_history", {"session_id": "chat", "limit": limit}), *words)
 
 
-def test_sessions_history_needs_a_session_id_of_an_existing_session(skill: Skill) -> None:
-    assert_error(run(skill, "sessions_history", {}), "missing required parameter 'session_id'")
-    assert_error(run(skill, "sessions_history", {"session_id": 7}), "must be a string")
-    assert_error(run(skill, "sessions_history", {"session_id": "nope"}), "not found", "nope")
-    assert skill.store.list() == []  # looking did not create it
+def test_sessions_history_needs_a_session_id_of_an_existing_session(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    assert_error(run("sessions_history", {}), "missing required parameter 'session_id'")
+    assert_error(run("sessions_history", {"session_id": 7}), "must be a string")
+    assert_error(run("sessions_history", {"session_id": "nope"}), "not found", "nope")
+    assert harness.store.list() == []  # looking did not create it
 
 
 # --- sessions_get --------------------------------------------------------------------------
 
 
-def test_sessions_get_returns_the_session_details_and_metadata(skill: Skill) -> None:
-    make_session(skill, "chat", 3, agent_id="helper")
-    session = skill.store.get("chat")
+def test_sessions_get_returns_the_session_details_and_metadata(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("chat", 3, agent_id="helper")
+    session = harness.store.get("chat")
     session.set_metadata("tags", ["a", "b"])
-    skill.store.save(session)
-    result = run(skill, "sessions_get", {"session_id": "chat"})
+    harness.store.save(session)
+    result = run("sessions_get", {"session_id": "chat"})
     assert result == {
         "id": "chat",
         "agent_id": "helper",
@@ -267,56 +345,66 @@ def test_sessions_get_returns_the_session_details_and_metadata(skill: Skill) -> 
     assert result["created_at"].endswith("Z")
 
 
-def test_sessions_get_reports_a_missing_or_unknown_session(skill: Skill) -> None:
-    assert_error(run(skill, "sessions_get", {}), "missing required parameter")
-    assert_error(run(skill, "sessions_get", {"session_id": ""}), "must not be empty")
-    assert_error(run(skill, "sessions_get", {"session_id": "ghost"}), "not found")
-    assert_error(run(skill, "sessions_get", {"session_id": "x" * 300}), "longer than")
+def test_sessions_get_reports_a_missing_or_unknown_session(run: Run) -> None:
+    assert_error(run("sessions_get", {}), "missing required parameter")
+    assert_error(run("sessions_get", {"session_id": ""}), "must not be empty")
+    assert_error(run("sessions_get", {"session_id": "ghost"}), "not found")
+    assert_error(run("sessions_get", {"session_id": "x" * 300}), "longer than 255")
 
 
 # --- sessions_clear ------------------------------------------------------------------------
 
 
-def test_sessions_clear_drops_the_messages_and_keeps_the_metadata(skill: Skill) -> None:
-    make_session(skill, "chat", 4)
-    run(skill, "sessions_metadata_set", {"session_id": "chat", "key": "k", "value": "v"})
-    result = run(skill, "sessions_clear", {"session_id": "chat"})
+def test_sessions_clear_drops_the_messages_and_keeps_the_metadata(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("chat", 4)
+    run("sessions_metadata_set", {"session_id": "chat", "key": "k", "value": "v"})
+    result = run("sessions_clear", {"session_id": "chat"})
     assert result == {"session_id": "chat", "messages_cleared": 4, "status": "cleared"}
-    stored = skill.store.get_if_exists("chat")
+    harness.store.clear_cache()
+    stored = harness.store.get_if_exists("chat")
     assert stored.messages == [] and stored.metadata == {"k": "v"}
-    again = run(skill, "sessions_clear", {"session_id": "chat"})
+    again = run("sessions_clear", {"session_id": "chat"})
     assert again["messages_cleared"] == 0
 
 
-def test_sessions_clear_reports_an_unknown_session_without_creating_it(skill: Skill) -> None:
-    assert_error(run(skill, "sessions_clear", {"session_id": "ghost"}), "not found")
-    assert_error(run(skill, "sessions_clear", {"session_id": None}), "missing required")
-    assert skill.store.list() == []
+def test_sessions_clear_reports_an_unknown_session_without_creating_it(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    assert_error(run("sessions_clear", {"session_id": "ghost"}), "not found")
+    assert_error(run("sessions_clear", {"session_id": None}), "missing required")
+    assert harness.store.list() == []
 
 
 # --- sessions_delete -----------------------------------------------------------------------
 
 
-def test_sessions_delete_removes_the_session(skill: Skill) -> None:
-    make_session(skill, "chat", 2)
-    assert run(skill, "sessions_delete", {"session_id": "chat"}) == {
+def test_sessions_delete_removes_the_session(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("chat", 2)
+    assert run("sessions_delete", {"session_id": "chat"}) == {
         "session_id": "chat",
         "status": "deleted",
     }
-    assert skill.store.list() == []
-    assert_error(run(skill, "sessions_get", {"session_id": "chat"}), "not found")
+    assert harness.store.list() == []
+    assert_error(run("sessions_get", {"session_id": "chat"}), "not found")
 
 
 def test_sessions_delete_of_a_missing_session_is_not_an_error_like_store_delete(
-    skill: Skill,
+    run: Run,
 ) -> None:
-    result = run(skill, "sessions_delete", {"session_id": "never-was"})
+    result = run("sessions_delete", {"session_id": "never-was"})
     assert result == {"session_id": "never-was", "status": "deleted"}
 
 
-def test_sessions_delete_needs_a_string_session_id(skill: Skill) -> None:
-    assert_error(run(skill, "sessions_delete", {}), "missing required parameter 'session_id'")
-    assert_error(run(skill, "sessions_delete", {"session_id": {"id": 1}}), "must be a string")
+def test_sessions_delete_needs_a_string_session_id(run: Run) -> None:
+    assert_error(run("sessions_delete", {}), "missing required parameter 'session_id'")
+    assert_error(run("sessions_delete", {"session_id": {"id": 1}}), "must be a string")
 
 
 # --- sessions_metadata_set / get -----------------------------------------------------------
@@ -334,42 +422,124 @@ def test_sessions_delete_needs_a_string_session_id(skill: Skill) -> None:
     ],
 )
 def test_sessions_metadata_set_stores_json_when_the_value_is_json_else_the_string(
-    skill: Skill, text: str, value: Any
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+    text: str,
+    value: Any,
 ) -> None:
-    make_session(skill, "chat")
-    result = run(skill, "sessions_metadata_set", {"session_id": "chat", "key": "k", "value": text})
+    harness.make_session("chat")
+    result = run("sessions_metadata_set", {"session_id": "chat", "key": "k", "value": text})
     assert result == {"session_id": "chat", "key": "k", "status": "set"}
-    assert skill.store.get_if_exists("chat").metadata == {"k": value}
-    got = run(skill, "sessions_metadata_get", {"session_id": "chat", "key": "k"})
+    harness.store.clear_cache()
+    assert harness.store.get_if_exists("chat").metadata == {"k": value}
+    got = run("sessions_metadata_get", {"session_id": "chat", "key": "k"})
     assert got == {"session_id": "chat", "key": "k", "value": value, "exists": True}
 
 
-def test_sessions_metadata_set_creates_a_missing_session_like_get(skill: Skill) -> None:
-    run(skill, "sessions_metadata_set", {"session_id": "new", "key": "lang", "value": "en"})
-    assert skill.store.get_if_exists("new").metadata == {"lang": "en"}
+def test_sessions_metadata_set_creates_a_missing_session_like_get(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    run("sessions_metadata_set", {"session_id": "new", "key": "lang", "value": "en"})
+    assert harness.store.get_if_exists("new").metadata == {"lang": "en"}
 
 
-def test_sessions_metadata_set_reports_missing_or_mistyped_parameters(skill: Skill) -> None:
-    assert_error(run(skill, "sessions_metadata_set", {"session_id": "s", "key": "k"}), "'value'")
-    assert_error(run(skill, "sessions_metadata_set", {"session_id": "s", "value": "1"}), "'key'")
+def test_sessions_metadata_set_reports_missing_or_mistyped_parameters(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    assert_error(run("sessions_metadata_set", {"session_id": "s", "key": "k"}), "'value'")
+    assert_error(run("sessions_metadata_set", {"session_id": "s", "value": "1"}), "'key'")
     assert_error(
-        run(skill, "sessions_metadata_set", {"session_id": "s", "key": 5, "value": "1"}),
+        run("sessions_metadata_set", {"session_id": "s", "key": 5, "value": "1"}),
         "'key' must be a string",
     )
     assert_error(
-        run(skill, "sessions_metadata_set", {"session_id": "s", "key": "", "value": "1"}),
+        run("sessions_metadata_set", {"session_id": "s", "key": "", "value": "1"}),
         "must not be empty",
     )
-    assert skill.store.list() == []
+    assert harness.store.list() == []
 
 
-def test_sessions_metadata_get_says_when_a_key_does_not_exist(skill: Skill) -> None:
-    make_session(skill, "chat")
-    result = run(skill, "sessions_metadata_get", {"session_id": "chat", "key": "missing"})
+def test_sessions_metadata_get_says_when_a_key_does_not_exist(
+    harness: SkillHarness,  # noqa: F811
+    run: Run,
+) -> None:
+    harness.make_session("chat")
+    result = run("sessions_metadata_get", {"session_id": "chat", "key": "missing"})
     assert result == {"session_id": "chat", "key": "missing", "exists": False}
 
 
-def test_sessions_metadata_get_reports_an_unknown_session_or_missing_key(skill: Skill) -> None:
-    unknown = run(skill, "sessions_metadata_get", {"session_id": "ghost", "key": "k"})
-    assert_error(unknown, "not found")
-    assert_error(run(skill, "sessions_metadata_get", {"session_id": "ghost"}), "'key'")
+def test_sessions_metadata_get_reports_an_unknown_session_or_missing_key(run: Run) -> None:
+    assert_error(run("sessions_metadata_get", {"session_id": "ghost", "key": "k"}), "not found")
+    assert_error(run("sessions_metadata_get", {"session_id": "ghost"}), "'key'")
+
+
+def test_set_storage_with_an_async_engine_builds_an_async_store_on_it(migrated_url: str) -> None:
+    import asyncio
+
+    async def scenario() -> dict[str, Any]:
+        async with AsyncStore(StoreConfig(url=migrated_url)) as owner_of_the_engine:
+            skill = Skill(owner_of_the_engine.engine)
+            assert isinstance(skill.store, AsyncStore)
+            assert skill.store.engine is owner_of_the_engine.engine
+            await skill.acall(
+                "sessions_metadata_set", {"session_id": "a", "key": "k", "value": "2"}
+            )
+            skill.close()  # the engine stays usable: it is the caller's
+            return (await owner_of_the_engine.get_if_exists("a")).metadata
+
+    assert asyncio.run(scenario()) == {"k": 2}
+
+
+def test_metadata_set_retries_when_another_writer_saved_first_and_keeps_both_changes(
+    migrated_url: str,
+) -> None:
+    import asyncio
+
+    from sqlsessions import Session
+
+    config = StoreConfig(url=migrated_url)
+
+    class RacedStore(Store):
+        """A store whose first save loses a race against another writer."""
+
+        raced = False
+
+        def save(self, session: Session) -> None:
+            if not self.raced:
+                self.raced = True
+                with Store(config) as other:
+                    theirs = other.get(session.id)
+                    theirs.set_metadata("theirs", 1)
+                    other.save(theirs)
+            super().save(session)
+
+    class RacedAsyncStore(AsyncStore):
+        raced = False
+
+        async def save(self, session: Session) -> None:
+            if not self.raced:
+                self.raced = True
+                with Store(config) as other:
+                    theirs = other.get(session.id)
+                    theirs.set_metadata("theirs", 1)
+                    other.save(theirs)
+            await super().save(session)
+
+    arguments = {"session_id": "raced", "key": "mine", "value": "2"}
+    with RacedStore(config) as store:
+        assert Skill(store).call("sessions_metadata_set", arguments)["status"] == "set"
+        assert store.raced
+        with Store(config) as fresh:
+            assert fresh.get_if_exists("raced").metadata == {"theirs": 1, "mine": 2}
+
+    async def scenario() -> dict[str, Any]:
+        async with RacedAsyncStore(config) as store:
+            result = await Skill(store).acall("sessions_metadata_set", {**arguments, "value": "3"})
+            assert store.raced
+            return result
+
+    assert asyncio.run(scenario())["status"] == "set"
+    with Store(config) as fresh:
+        assert fresh.get_if_exists("raced").metadata == {"theirs": 1, "mine": 3}
