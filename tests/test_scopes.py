@@ -339,3 +339,18 @@ def test_the_owner_travels_in_the_go_json_form_and_is_omitted_when_empty() -> No
     go_document = '{"id":"s","messages":[],"created_at":"2026-01-01T00:00:00Z"}'
     assert Session.from_json(go_document).owner == ""
     assert Session.model_validate({"id": "s", "owner": None}).owner == ""
+
+
+def test_a_session_summary_reads_the_scopes_own_session_and_no_other(scopes: Any) -> None:
+    root, alice, bob = scopes
+    summary = alice.session_summary(SID)
+    assert (summary.id, summary.owner, summary.message_count) == (SID, "alice", 3)
+    assert summary.updated_at == alice.get_if_exists(SID).updated_at
+    bob.append(SID, user("one more"))
+    assert bob.session_summary(SID).message_count == 4
+    assert alice.session_summary(SID).message_count == 3
+    for absent in (root.scoped("carol"), root):
+        with pytest.raises(SessionNotFoundError):
+            absent.session_summary(SID)
+    with pytest.raises(InvalidInputError, match="session_id"):
+        alice.session_summary("")

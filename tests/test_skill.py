@@ -218,6 +218,7 @@ def test_sessions_history_returns_the_last_limit_messages_oldest_first(
             {"role": "assistant", "content": "message 3"},
             {"role": "user", "content": "message 4"},
         ],
+        "total": 5,
         "returned": 2,
     }
 
@@ -228,7 +229,7 @@ def test_sessions_history_returns_up_to_50_messages_by_default(
 ) -> None:
     harness.make_session("long", 60)
     result = run("sessions_history", {"session_id": "long"})
-    assert result["returned"] == 50
+    assert (result["returned"], result["total"]) == (50, 60)
     assert result["messages"][0]["content"] == "message 10"
     assert run("sessions_history", {"session_id": "long", "limit": 100})["returned"] == 60
 

@@ -195,6 +195,26 @@ def list_sessions(
     return Operation(steps, autocommit=dialect == "postgresql")
 
 
+select_session_summary: Select[Any] = select(
+    S.id, S.agent_id, S.message_count, S.created_at, S.updated_at, S.expires_at, S.owner
+).where(sql.this_session(), sql.live())
+
+
+def session_summary(dialect: str, scope: Scope, session_id: str) -> Operation[SessionSummary]:
+    """One live session's summary (as `list_sessions` gives it) from its row alone, without
+    reading its messages; SessionNotFoundError when it is absent or expired."""
+    check_session_id(session_id)
+
+    def steps(tx: Transaction) -> Steps[SessionSummary]:
+        params = {"sid": session_id, "now": utcnow(), **scope.params}
+        row = (yield select_session_summary, params).first()
+        if row is None:
+            raise SessionNotFoundError(session_id)
+        return SessionSummary(**row._asdict())
+
+    return Operation(steps, autocommit=dialect == "postgresql")
+
+
 WIDEN_STEP = 16
 TOOL = Role.TOOL.value
 

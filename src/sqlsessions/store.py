@@ -28,7 +28,7 @@ from sqlsessions.item_reads import ItemOrMessage
 from sqlsessions.migrate import prepare_schema
 from sqlsessions.models import Message, Session
 from sqlsessions.operations import StoreCore
-from sqlsessions.queries import SessionPage
+from sqlsessions.queries import SessionPage, SessionSummary
 from sqlsessions.reaper import DEFAULT_BATCH_SIZE, ReaperThread, check_batch_size, reap_batch
 from sqlsessions.row_security import row_security_on, with_row_scope
 from sqlsessions.scope import Scope
@@ -173,6 +173,11 @@ class Store:
         """Remove every message of the session server-side (metadata and the session stay);
         returns how many were removed (0 if the session is absent). Restarts the TTL."""
         return self._run(tail.clear(self.scope, session_id, self.config.ttl))
+
+    def session_summary(self, session_id: str) -> SessionSummary:
+        """One session's summary (message count, timestamps) without loading its messages;
+        SessionNotFoundError if it does not exist or expired."""
+        return self._run(queries.session_summary(self._core.dialect, self.scope, session_id))
 
     def list_sessions(
         self,

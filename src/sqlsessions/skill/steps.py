@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlsessions.errors import ConflictError, InvalidInputError
 from sqlsessions.models import Message, Session, format_timestamp
-from sqlsessions.queries import SessionPage
+from sqlsessions.queries import SessionPage, SessionSummary
 from sqlsessions.skill.specs import MAX_HISTORY_LIMIT, MAX_LIST_LIMIT
 from sqlsessions.validation import metadata_problem
 
@@ -101,9 +101,11 @@ def sessions_list(args: dict[str, Any]) -> ToolSteps:
 def sessions_history(args: dict[str, Any]) -> ToolSteps:
     limit, clamp = _clamped(args["limit"], MAX_HISTORY_LIMIT, "messages are returned")
     messages: list[Message] = yield StoreCall("history", (args["session_id"],), {"limit": limit})
+    summary: SessionSummary = yield StoreCall("session_summary", (args["session_id"],))
     return {
         "session_id": args["session_id"],
         "messages": [_message(message) for message in messages],
+        "total": summary.message_count,
         "returned": len(messages),
         **clamp,
     }
