@@ -37,13 +37,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from google.adk.errors import StaleSessionError
 from google.adk.errors.already_exists_error import AlreadyExistsError
-from google.adk.errors.input_validation_error import InputValidationError
 from google.adk.errors.session_not_found_error import SessionNotFoundError as AdkNotFound
 from google.adk.events.event import Event
 from google.adk.sessions import BaseSessionService, Session
@@ -61,87 +61,28 @@ from sqlsessions.integrations.adk_events import (
     select_events,
     stored_events,
 )
+from sqlsessions.integrations.adk_mapping import (
+    APP_STATE_KIND,
+    APP_STATE_OWNER,
+    KIND_KEY,
+    SESSION_KIND,
+    STATE_PREFIX,
+    USER_STATE_KIND,
+    AdkInputError,
+    app_state_id,
+    check_state,
+    is_reserved,
+    merge_state,
+    split_state,
+    state_entries,
+    user_state_id,
+)
 from sqlsessions.integrations.adk_state import Head, Identity, read_agent_heads, read_heads
 from sqlsessions.scope import ROOT_SCOPE
-from sqlsessions.validation import metadata_problem
-
-STATE_PREFIX = "state:"
-"""Metadata key prefix of one state entry (``state:<key>``)."""
-
-KIND_KEY = "adk.kind"
-SESSION_KIND, APP_STATE_KIND, USER_STATE_KIND = "session", "app_state", "user_state"
-
-USER_STATE_PREFIX, APP_STATE_PREFIX = "adk-user-state:", "adk-app-state:"
-"""Id prefixes of the sessions holding user and app state (reserved: no ADK session has one)."""
-
-APP_STATE_OWNER = ""
-"""The owner of the sessions holding app state: the default owner."""
 
 _SCOPED_STATE_RETRIES = 50
-_MAX_VIEWS = 1024
+_MAX_VIEWS = 128
 _ADK_FIELDS = {"owner": "user_id", "agent_id": "app_name"}
-
-
-class AdkInputError(InvalidInputError, InputValidationError):
-    """An argument of an ADK call is not valid: both sqlsessions' ``InvalidInputError``
-    (naming the field) and ADK's ``InputValidationError`` (its bad-request error)."""
-
-
-def user_state_id(app_name: str) -> str:
-    """The id of the session, in the user's owner, holding a user's ``user:`` state in an app."""
-    return USER_STATE_PREFIX + app_name
-
-
-def app_state_id(app_name: str) -> str:
-    """The id of the session, in the default owner, holding an app's ``app:`` state."""
-    return APP_STATE_PREFIX + app_name
-
-
-def is_reserved(session_id: str) -> bool:
-    """Whether `session_id` names a state session (never an ADK session)."""
-    return session_id.startswith((USER_STATE_PREFIX, APP_STATE_PREFIX))
-
-
-def split_state(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(app, user, session) deltas of a state mapping; ``temp:`` keys dropped, prefixes removed."""
-    app: dict[str, Any] = {}
-    user: dict[str, Any] = {}
-    own: dict[str, Any] = {}
-    for key, value in state.items():
-        if key.startswith(State.APP_PREFIX):
-            app[key.removeprefix(State.APP_PREFIX)] = value
-        elif key.startswith(State.USER_PREFIX):
-            user[key.removeprefix(State.USER_PREFIX)] = value
-        elif not key.startswith(State.TEMP_PREFIX):
-            own[key] = value
-    return app, user, own
-
-
-def state_entries(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The state stored in a session's metadata (``state:<key>`` entries), prefix removed."""
-    return {
-        key.removeprefix(STATE_PREFIX): value
-        for key, value in metadata.items()
-        if key.startswith(STATE_PREFIX)
-    }
-
-
-def merge_state(
-    app: Mapping[str, Any], user: Mapping[str, Any], own: Mapping[str, Any]
-) -> dict[str, Any]:
-    """ADK's merged view: session keys, then ``app:`` and ``user:`` keys with their prefixes."""
-    merged = dict(own)
-    merged.update({State.APP_PREFIX + key: value for key, value in app.items()})
-    merged.update({State.USER_PREFIX + key: value for key, value in user.items()})
-    return merged
-
-
-def _check_state(field: str, state: Mapping[str, Any]) -> None:
-    """Refuse, before anything is written, a state value that cannot be stored as JSON."""
-    for key, value in state.items():
-        problem = metadata_problem(STATE_PREFIX + str(key), value)
-        if problem is not None:
-            raise InvalidInputError(f"{field}[{key}]", problem[1])
 
 
 def _state(heads: Mapping[Identity, Head], identity: Identity) -> dict[str, Any]:
@@ -183,7 +124,7 @@ class SqlSessionService(BaseSessionService):
         self._ready = False
         self._every_owner = _sees_every_owner(store)
         # (user_id, app_name) -> the view of the store an ADK session of theirs lives in.
-        self._views: dict[tuple[str, str], AsyncStore] = {}
+        self._views: OrderedDict[tuple[str, str], AsyncStore] = OrderedDict()
         # id(ADK Session object) -> the sqlsessions session it was read from / last saved as.
         self._bound: dict[int, StoredSession] = {}
         self._locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
@@ -206,6 +147,13 @@ class SqlSessionService(BaseSessionService):
         if self._owns_store:
             await self.store.close()
 
+    async def clear_cache(self) -> None:
+        """Empty the session caches of the store and of the views this service reads
+        through; storage is untouched."""
+        await self.store.clear_cache()
+        for view in self._views.values():
+            await view.clear_cache()
+
     async def __aenter__(self) -> SqlSessionService:
         return self
 
@@ -219,6 +167,7 @@ class SqlSessionService(BaseSessionService):
         this service's store (a scoped store serves its own owner, and its agent if any)."""
         view = self._views.get((user_id, app_name))
         if view is not None:
+            self._views.move_to_end((user_id, app_name))
             return view
         scope = self.store.scope
         if not self._every_owner and user_id != scope.owner:
@@ -229,9 +178,9 @@ class SqlSessionService(BaseSessionService):
             view = self.store.scoped(user_id if self._every_owner else None, agent_id=app_name)
         except InvalidInputError as exc:
             raise AdkInputError(_ADK_FIELDS.get(exc.field, exc.field), exc.reason) from exc
-        if len(self._views) >= _MAX_VIEWS:
-            self._views.clear()
         self._views[(user_id, app_name)] = view
+        if len(self._views) > _MAX_VIEWS:  # each view has its own session cache
+            self._views.popitem(last=False)
         return view
 
     def _require_view(self, app_name: str, user_id: str) -> AsyncStore:
@@ -297,7 +246,7 @@ class SqlSessionService(BaseSessionService):
             raise AdkInputError("session_id", "is reserved: it names a state session")
         view = self._require_view(app_name, user_id)
         app_delta, user_delta, own = split_state(state or {})
-        _check_state("state", state or {})
+        check_state("state", state or {})
         self._check_app_delta("state", app_delta)
         stored = StoredSession.new(session_id, agent_id=app_name, owner=user_id)
         stored.metadata[KIND_KEY] = SESSION_KIND
@@ -456,7 +405,7 @@ class SqlSessionService(BaseSessionService):
         event = self._trim_temp_delta_state(event)
         delta = event.actions.state_delta if event.actions and event.actions.state_delta else {}
         app_delta, user_delta, own_delta = split_state(delta)
-        _check_state("event.actions.state_delta", delta)
+        check_state("event.actions.state_delta", delta)
         self._check_app_delta("event.actions.state_delta", app_delta)
         try:
             item = event.model_dump(mode="json", exclude_none=True)
