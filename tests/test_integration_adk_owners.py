@@ -4,7 +4,8 @@ agent `app_name` (both dialects): users are isolated by the store's owners."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -15,9 +16,18 @@ from google.adk.events.event import Event
 from google.adk.events.event_actions import EventActions
 from google.adk.sessions.base_session_service import GetSessionConfig
 from google.genai import types
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
-from sqlsessions import AsyncStore, InvalidInputError, SessionNotFoundError, StoreConfig
+from sqlsessions import (
+    AsyncStore,
+    InvalidInputError,
+    SessionNotFoundError,
+    StoreConfig,
+    migrate,
+)
 from sqlsessions.integrations.adk import SqlSessionService
+from sqlsessions.row_security import enable_row_security
 
 pytestmark = pytest.mark.frameworks
 
@@ -276,3 +286,77 @@ def test_a_service_on_a_store_scoped_to_a_user_and_an_agent_serves_that_app_only
         assert [(s.user_id, s.id) for s in listed.sessions] == [("alice", "s")]
 
     run(migrated_url, body)
+
+
+# --- PostgreSQL row-level security: each user's reads run in that user's row scope -------------
+
+APP_ROLE_PASSWORD = "adk-app-role-password"
+
+
+def _run_admin(url: str, *statements: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def row_secured_app_url(postgres_url: str) -> Iterator[str]:
+    """The migrated test database with row security on, reached as a role that does not own
+    the tables (so the policies apply to it)."""
+    migrate(postgres_url)
+    enable_row_security(postgres_url)
+    role = f"sqlsessions_adk_{secrets.token_hex(4)}"
+    _run_admin(
+        postgres_url,
+        f"CREATE ROLE {role} LOGIN PASSWORD '{APP_ROLE_PASSWORD}'",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    )
+    try:
+        url = make_url(postgres_url).set(username=role, password=APP_ROLE_PASSWORD)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        _run_admin(postgres_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+@pytest.mark.postgres
+def test_with_row_security_the_app_role_reads_each_users_sessions_and_state_in_their_scope(
+    row_secured_app_url: str,
+) -> None:
+    async def main() -> None:
+        store = AsyncStore(StoreConfig(url=row_secured_app_url, row_security=True, ttl=None))
+        try:
+            service = SqlSessionService(store)
+            for user in ("alice", "bob"):
+                session = await service.create_session(
+                    app_name=APP, user_id=user, session_id="s", state={"user:k": user}
+                )
+                await service.append_event(session, event(f"{user} 1", {"app:shared": 1}))
+                await service.append_event(session, event(f"{user} 2", {"own": user}))
+            expected_state = {"own": "", "user:k": "", "app:shared": 1}
+            for user in ("alice", "bob"):
+                kw = {"app_name": APP, "user_id": user, "session_id": "s"}
+                state = {**expected_state, "own": user, "user:k": user}
+                full = await service.get_session(**kw)
+                assert full is not None and texts(full) == [f"{user} 1", f"{user} 2"]
+                assert full.state == state
+                recent = await service.get_session(
+                    **kw, config=GetSessionConfig(num_recent_events=1)
+                )
+                assert recent is not None and texts(recent) == [f"{user} 2"]
+                assert recent.state == state
+                listed = await service.list_sessions(app_name=APP, user_id=user)
+                assert [(s.user_id, s.id, s.state) for s in listed.sessions] == [(user, "s", state)]
+            # Every user's sessions at once would cross owners, which the database forbids.
+            with pytest.raises(InvalidInputError) as caught:
+                await service.list_sessions(app_name=APP)
+            assert caught.value.field == "user_id"
+        finally:
+            await store.close()
+
+    asyncio.run(main())

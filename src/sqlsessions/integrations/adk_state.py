@@ -9,7 +9,8 @@ statement each (lookups by ``session_id``, co-located on Citus, where the ids ar
 
 A head is keyed by the session's identity ``(owner, id)``. A root store may read any owner;
 a scoped store reads only its own owner (and its agent, if it has one): what is outside the
-scope is absent, as everywhere else in sqlsessions.
+scope is absent, as everywhere else in sqlsessions. With row-level security each owner's
+read sets that owner as its transaction's row scope, as the store does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from sqlalchemy import or_, select
 from sqlsessions import schema
 from sqlsessions.aio import AsyncStore
 from sqlsessions.engine import is_database_error, wrap_error
+from sqlsessions.errors import InvalidInputError
+from sqlsessions.row_security import row_scope_statement
 
 _CHUNK = 500
 
@@ -65,14 +68,19 @@ def _heads_query(agent_id: str) -> Any:
 
 
 async def _collect(
-    store: AsyncStore, queries: Sequence[Any], wanted: set[Identity] | None
+    store: AsyncStore, queries: Sequence[tuple[str | None, Any]], wanted: set[Identity] | None
 ) -> dict[Identity, Head]:
+    """Run (owner, query) pairs; with row-level security each runs in a transaction whose
+    row scope is its owner (owner None: no owner to scope to, refused before this)."""
     found: dict[Identity, Head] = {}
+    scoped = store.config.row_security
     try:
         async with store.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":  # single statements: no BEGIN, no ROLLBACK
+            if conn.dialect.name == "postgresql" and not scoped:  # no BEGIN, no ROLLBACK
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            for query in queries:
+            for owner, query in queries:
+                if scoped:
+                    await conn.execute(row_scope_statement(owner or ""))
                 for row in await conn.execute(query):
                     identity = (row.owner, row.id)
                     if wanted is not None and identity not in wanted:
@@ -80,6 +88,8 @@ async def _collect(
                     head = found.setdefault(identity, Head(row.updated_at))
                     if row.key is not None:
                         head.metadata[row.key] = row.value
+                if scoped:
+                    await conn.rollback()  # read only: ends the transaction and its scope
     except Exception as exc:
         if is_database_error(exc):
             raise wrap_error(exc, store.engine.url) from exc
@@ -96,15 +106,18 @@ async def read_heads(
     if not wanted:
         return {}
     sessions = schema.sessions
-    queries = []
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        queries.append(
-            _heads_query(agent_id).where(
-                sessions.c.id.in_(sorted({i[1] for i in chunk})),
-                sessions.c.owner.in_(sorted({i[0] for i in chunk})),
-            )
-        )
+    by_owner = [
+        (owner, sessions.c.owner == owner, sorted({i[1] for i in wanted if i[0] == owner}))
+        for owner in dict.fromkeys(i[0] for i in wanted)
+    ]
+    if len(wanted) <= _CHUNK and not store.config.row_security:  # one statement, any owners
+        either = or_(*(same_owner & sessions.c.id.in_(ids) for _, same_owner, ids in by_owner))
+        return await _collect(store, [(None, _heads_query(agent_id).where(either))], set(wanted))
+    queries = [
+        (owner, _heads_query(agent_id).where(same_owner, sessions.c.id.in_(ids[i : i + _CHUNK])))
+        for owner, same_owner, ids in by_owner  # with row security: one owner per transaction
+        for i in range(0, len(ids), _CHUNK)
+    ]
     return await _collect(store, queries, set(wanted))
 
 
@@ -117,7 +130,13 @@ async def read_agent_heads(
         owner = store.scope.owner
     if owner is not None and not _visible(store, every_owner, owner, agent_id):
         return {}
+    if owner is None and store.config.row_security:
+        raise InvalidInputError(
+            "user_id",
+            "is required with row-level security: every user's sessions span owners, and "
+            "a transaction sees one owner",
+        )
     query = _heads_query(agent_id)
     if owner is not None:
         query = query.where(schema.sessions.c.owner == owner)
-    return await _collect(store, [query], None)
+    return await _collect(store, [(owner, query)], None)
