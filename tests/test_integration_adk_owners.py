@@ -280,8 +280,10 @@ def test_a_service_on_a_store_scoped_to_a_user_and_an_agent_serves_that_app_only
             await service.get_session(app_name=OTHER_APP, user_id="alice", session_id="o") is None
         )
         assert (await service.list_sessions(app_name=OTHER_APP)).sessions == []
-        with pytest.raises(InputValidationError):
+        with pytest.raises(InvalidInputError) as caught:
             await service.create_session(app_name=OTHER_APP, user_id="alice", session_id="p")
+        assert isinstance(caught.value, InputValidationError)
+        assert caught.value.field == "app_name"
         listed = await service.list_sessions(app_name=APP)
         assert [(s.user_id, s.id) for s in listed.sessions] == [("alice", "s")]
 

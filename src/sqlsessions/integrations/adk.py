@@ -77,36 +77,23 @@ from sqlsessions.integrations.adk_mapping import (
     state_entries,
     user_state_id,
 )
-from sqlsessions.integrations.adk_state import Head, Identity, read_agent_heads, read_heads
-from sqlsessions.scope import ROOT_SCOPE
+from sqlsessions.integrations.adk_state import (
+    Head,
+    Identity,
+    is_adk_session,
+    read_agent_heads,
+    read_heads,
+    sees_every_owner,
+    state_of,
+)
 
 _SCOPED_STATE_RETRIES = 50
 _MAX_VIEWS = 128
 _ADK_FIELDS = {"owner": "user_id", "agent_id": "app_name"}
 
 
-def _state(heads: Mapping[Identity, Head], identity: Identity) -> dict[str, Any]:
-    head = heads.get(identity)
-    return {} if head is None else state_entries(head.metadata)
-
-
-def _is_adk_session(head: Head | None) -> bool:
-    return head is not None and head.metadata.get(KIND_KEY) == SESSION_KIND
-
-
 def _moment(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc)
-
-
-def _sees_every_owner(store: AsyncStore) -> bool:
-    """Whether `store` is a root store: only a root store may make a view of any owner."""
-    if store.scope != ROOT_SCOPE:
-        return False
-    try:
-        store.scoped("adk-any-user")  # a view is only an object: nothing is read or written
-    except InvalidInputError:
-        return False  # a view scoped to the default owner
-    return True
 
 
 class SqlSessionService(BaseSessionService):
@@ -122,7 +109,7 @@ class SqlSessionService(BaseSessionService):
         self.store = store
         self._owns_store = False
         self._ready = False
-        self._every_owner = _sees_every_owner(store)
+        self._every_owner = sees_every_owner(store)
         # (user_id, app_name) -> the view of the store an ADK session of theirs lives in.
         self._views: OrderedDict[tuple[str, str], AsyncStore] = OrderedDict()
         # id(ADK Session object) -> the sqlsessions session it was read from / last saved as.
@@ -165,6 +152,9 @@ class SqlSessionService(BaseSessionService):
     def _view(self, app_name: str, user_id: str) -> AsyncStore | None:
         """The store scoped to owner `user_id`, agent `app_name`; None if that is outside
         this service's store (a scoped store serves its own owner, and its agent if any)."""
+        for field, value in (("app_name", app_name), ("user_id", user_id)):
+            if not isinstance(value, str):
+                raise AdkInputError(field, f"must be a string, not {type(value).__name__}")
         view = self._views.get((user_id, app_name))
         if view is not None:
             self._views.move_to_end((user_id, app_name))
@@ -186,8 +176,13 @@ class SqlSessionService(BaseSessionService):
     def _require_view(self, app_name: str, user_id: str) -> AsyncStore:
         view = self._view(app_name, user_id)
         if view is None:
+            field, value = (
+                ("app_name", app_name)
+                if self.store.scope.agent_id not in (None, app_name)
+                else ("user_id", user_id)
+            )
             raise AdkInputError(
-                "user_id", f"{user_id!r} is outside this service's store scope {self.store.scope}"
+                field, f"{value!r} is outside this service's store scope {self.store.scope}"
             )
         return view
 
@@ -242,7 +237,7 @@ class SqlSessionService(BaseSessionService):
         session_id: str | None = None,
     ) -> Session:
         session_id = session_id if session_id is not None else str(uuid.uuid4())
-        if isinstance(session_id, str) and is_reserved(session_id):
+        if is_reserved(session_id):
             raise AdkInputError("session_id", "is reserved: it names a state session")
         view = self._require_view(app_name, user_id)
         app_delta, user_delta, own = split_state(state or {})
@@ -304,7 +299,7 @@ class SqlSessionService(BaseSessionService):
             app_name=app_name,
             user_id=user_id,
             state=merge_state(
-                _state(heads, app_key), _state(heads, user_key), state_entries(stored.metadata)
+                state_of(heads, app_key), state_of(heads, user_key), state_entries(stored.metadata)
             ),
             events=[Event.model_validate(event) for event in events],
         )
@@ -320,14 +315,16 @@ class SqlSessionService(BaseSessionService):
         app_key = (APP_STATE_OWNER, app_state_id(app_name))
         user_key = (user_id, user_state_id(app_name))
         heads = await self._heads(app_name, [key, app_key, user_key])
-        if not _is_adk_session(heads.get(key)):
+        if not is_adk_session(heads.get(key)):
             return None
         events = await self._last_events(view, session_id, count) if count else []
         session = Session(
             id=session_id,
             app_name=app_name,
             user_id=user_id,
-            state=merge_state(_state(heads, app_key), _state(heads, user_key), _state(heads, key)),
+            state=merge_state(
+                state_of(heads, app_key), state_of(heads, user_key), state_of(heads, key)
+            ),
             events=[Event.model_validate(event) for event in events],
             last_update_time=heads[key].updated_at.timestamp(),
         )
@@ -356,7 +353,7 @@ class SqlSessionService(BaseSessionService):
         app_key = (APP_STATE_OWNER, app_state_id(app_name))
         if app_key not in heads:
             heads.update(await self._heads(app_name, [app_key]))
-        app_state = _state(heads, app_key)
+        app_state = state_of(heads, app_key)
         sessions = [
             Session(
                 id=session_id,
@@ -364,13 +361,13 @@ class SqlSessionService(BaseSessionService):
                 user_id=owner,
                 state=merge_state(
                     app_state,
-                    _state(heads, (owner, user_state_id(app_name))),
+                    state_of(heads, (owner, user_state_id(app_name))),
                     state_entries(head.metadata),
                 ),
                 last_update_time=head.updated_at.timestamp(),
             )
             for (owner, session_id), head in heads.items()
-            if _is_adk_session(head)
+            if is_adk_session(head)
         ]
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
         return ListSessionsResponse(sessions=sessions)
@@ -386,13 +383,13 @@ class SqlSessionService(BaseSessionService):
         if self._view(app_name, user_id) is None:
             return {}
         key = (user_id, user_state_id(app_name))
-        return _state(await self._heads(app_name, [key]), key)
+        return state_of(await self._heads(app_name, [key]), key)
 
     async def get_app_state(self, *, app_name: str) -> dict[str, Any]:
         """The app-scoped state (keys without the ``app:`` prefix); ``{}`` on a service
         whose store is scoped to an owner other than the default one."""
         key = (APP_STATE_OWNER, app_state_id(app_name))
-        return _state(await self._heads(app_name, [key]), key)
+        return state_of(await self._heads(app_name, [key]), key)
 
     @override
     async def append_event(self, session: Session, event: Event) -> Event:
@@ -484,7 +481,7 @@ class SqlSessionService(BaseSessionService):
             return {}
         if not delta:
             key = (view.scope.owner, session_id)
-            return _state(await self._heads(view.scope.agent_id or "", [key]), key)
+            return state_of(await self._heads(view.scope.agent_id or "", [key]), key)
         for _ in range(_SCOPED_STATE_RETRIES):
             stored = await view.get(session_id)
             stored.metadata.setdefault(KIND_KEY, kind)

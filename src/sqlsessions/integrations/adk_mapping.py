@@ -48,7 +48,9 @@ def app_state_id(app_name: str) -> str:
 
 def is_reserved(session_id: str) -> bool:
     """Whether `session_id` names a state session (never an ADK session)."""
-    return session_id.startswith((USER_STATE_PREFIX, APP_STATE_PREFIX))
+    return isinstance(session_id, str) and session_id.startswith(
+        (USER_STATE_PREFIX, APP_STATE_PREFIX)
+    )
 
 
 def split_state(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

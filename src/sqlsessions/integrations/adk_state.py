@@ -15,7 +15,7 @@ read sets that owner as its transaction's row scope, as the store does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -26,7 +26,14 @@ from sqlsessions import schema
 from sqlsessions.aio import AsyncStore
 from sqlsessions.engine import is_database_error, wrap_error
 from sqlsessions.errors import InvalidInputError
+from sqlsessions.integrations.adk_mapping import (
+    KIND_KEY,
+    SESSION_KIND,
+    AdkInputError,
+    state_entries,
+)
 from sqlsessions.row_security import row_scope_statement
+from sqlsessions.scope import ROOT_SCOPE
 
 _CHUNK = 500
 
@@ -40,6 +47,28 @@ class Head:
 
     updated_at: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def state_of(heads: Mapping[Identity, Head], identity: Identity) -> dict[str, Any]:
+    """The state entries of one session's head (``{}`` if it is not among `heads`)."""
+    head = heads.get(identity)
+    return {} if head is None else state_entries(head.metadata)
+
+
+def is_adk_session(head: Head | None) -> bool:
+    """Whether `head` is an ADK session's (not a state session's, nor one ADK did not make)."""
+    return head is not None and head.metadata.get(KIND_KEY) == SESSION_KIND
+
+
+def sees_every_owner(store: AsyncStore) -> bool:
+    """Whether `store` is a root store: only a root store may make a view of any owner."""
+    if store.scope != ROOT_SCOPE:
+        return False
+    try:
+        store.scoped("adk-any-user")  # a view is only an object: nothing is read or written
+    except InvalidInputError:
+        return False  # a view scoped to the default owner
+    return True
 
 
 def _visible(store: AsyncStore, every_owner: bool, owner: str, agent_id: str) -> bool:
@@ -131,7 +160,7 @@ async def read_agent_heads(
     if owner is not None and not _visible(store, every_owner, owner, agent_id):
         return {}
     if owner is None and store.config.row_security:
-        raise InvalidInputError(
+        raise AdkInputError(
             "user_id",
             "is required with row-level security: every user's sessions span owners, and "
             "a transaction sees one owner",
