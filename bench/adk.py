@@ -177,7 +177,7 @@ def _rows(
         stats = interleaved(
             {
                 "warm": _timer(loop, mine),
-                "cold": _timer(loop, mine, ours.store.clear_cache),
+                "cold": _timer(loop, mine, ours.clear_cache),
                 "adk": _timer(loop, adk),
             },
             warmup,

@@ -18,7 +18,7 @@ from google.genai import types
 from adk_agent import APP, MODEL_VERSION, THOUGHT_SIGNATURE, make_runner, run_turn
 from sqlsessions import Role, Store
 from sqlsessions.analytics import read_view
-from sqlsessions.integrations.adk import SqlSessionService, session_key
+from sqlsessions.integrations.adk import SqlSessionService
 
 pytestmark = pytest.mark.frameworks
 
@@ -66,9 +66,10 @@ def test_an_adk_agent_reads_back_identical_events_in_a_fresh_process(migrated_ur
 
 def test_the_go_api_and_the_views_see_the_adk_conversation(migrated_url: str) -> None:
     session_id, _ = asyncio.run(_converse(migrated_url))
-    key = session_key(APP, "alice", session_id)
     with Store.from_url(migrated_url) as store:
-        stored = store.get(key)
+        # The ADK session is the user's (owner) session of the app (agent) with ADK's id.
+        stored = store.scoped("alice").get_if_exists(session_id)
+        assert (stored.owner, stored.agent_id, stored.id) == ("alice", APP, session_id)
         messages = [m for m in stored.messages if m.is_chat]
         assert [m.role for m in messages] == [
             Role.USER,
@@ -87,10 +88,10 @@ def test_the_go_api_and_the_views_see_the_adk_conversation(migrated_url: str) ->
         assert json.loads(result.content) == {"city": "Paris", "sky": "sunny"}
         assert answer.content == "It is sunny."
         assert stored.agent_id == APP
-        assert stored.metadata["adk.user_id"] == "alice"
+        assert stored.metadata["adk.kind"] == "session"
         assert stored.metadata["state:last_answer"] == "It is cloudy."
 
-        summary = read_view(store.engine, "session_summary", session_id=key).as_dicts()[0]
+        summary = read_view(store.engine, "session_summary", session_id=session_id).as_dicts()[0]
         assert (summary["user_messages"], summary["assistant_messages"]) == (3, 6)
         assert (summary["tool_messages"], summary["tool_call_count"]) == (3, 3)
         usage = read_view(store.engine, "tool_usage", agent_id=APP).as_dicts()
@@ -126,7 +127,7 @@ def test_the_usage_adk_reports_shows_per_agent_and_model_in_usage_daily_with_its
     session_id, _ = asyncio.run(_converse(migrated_url))
     with Store.from_url(migrated_url) as store:
         store.set_model_prices({MODEL_VERSION: {"input": 1.0, "output": 4.0, "cached_input": 0.25}})
-        messages = store.get(session_key(APP, "alice", session_id)).messages
+        messages = store.scoped("alice").get_if_exists(session_id).messages
         answer = next(m for m in messages if m.content.startswith("It is"))
         usage = read_view(store.engine, "usage_daily", agent_id=APP).as_dicts()
     assert (answer.model, answer.input_tokens, answer.output_tokens) == (MODEL_VERSION, 21, 7)
@@ -182,7 +183,7 @@ def test_two_processes_appending_to_one_adk_session_lose_and_duplicate_nothing(
     ]
     assert [worker.wait(timeout=300) for worker in workers] == [0, 0, 0]
     with Store.from_url(migrated_url) as store:
-        texts = [m.content for m in store.get(session_key(APP, "carol", session_id)).messages]
+        texts = [m.content for m in store.scoped("carol").get_if_exists(session_id).messages]
     assert sorted(texts) == sorted(f"w{w}-{i}" for w in range(3) for i in range(10))
 
 
@@ -233,9 +234,4 @@ def test_the_readme_adk_query_lists_the_apps_sessions(migrated_url: str) -> None
     sql = readme_section("Google ADK").split("```sql\n", 1)[1].split("```", 1)[0]
     with Store.from_url(migrated_url) as store, store.engine.connect() as conn:
         rows = conn.execute(text(sql.replace("'weather'", f"'{APP}'"))).all()
-        on_sqlite = store.engine.dialect.name == "sqlite"
-    # The user id is a JSON value: JSON text on SQLite, a decoded JSONB value on PostgreSQL.
-    users = [json.loads(r[0]) if on_sqlite else r[0] for r in rows]
-    assert [(user, *r[1:]) for user, r in zip(users, rows, strict=True)] == [
-        ("dora", session_key(APP, "dora", session_id), 3, 3)
-    ]
+    assert [tuple(r) for r in rows] == [("dora", session_id, 3, 3)]

@@ -15,8 +15,8 @@ from google.adk.events.event_actions import EventActions
 from google.adk.sessions.base_session_service import GetSessionConfig
 from google.genai import types
 
-from sqlsessions import Store
-from sqlsessions.integrations.adk import SqlSessionService, session_key
+from sqlsessions import AsyncStore, Store
+from sqlsessions.integrations.adk import SqlSessionService
 
 pytestmark = pytest.mark.frameworks
 
@@ -234,7 +234,7 @@ def test_temp_state_is_never_persisted(migrated_url: str) -> None:
 
     run(migrated_url, body)
     with Store.from_url(migrated_url) as store:
-        stored = store.get(session_key(APP, "u", "s"))
+        stored = store.scoped("u").get_if_exists("s")
         assert not [key for key in stored.metadata if "temp:" in key]
         assert "temp:" not in str([m.item for m in stored.messages])
 
@@ -265,7 +265,9 @@ def test_an_append_through_a_stale_session_object_fails_and_writes_nothing(
 
 def test_the_same_ids_under_other_users_or_apps_never_collide(migrated_url: str) -> None:
     async def body(service: SqlSessionService) -> None:
-        owners = [("a/b", "c"), ("a", "b/c"), ("a:b", "c"), ("a", "b%2Fc")]
+        # Every (user, app) pair differs: one user's ids are shared by its apps (see
+        # test_integration_adk_owners.py), so no user appears in two apps here.
+        owners = [("a/b", "c"), ("a", "b/c"), ("a:b", "c/"), ("a", "b%2Fc"), ("a/b", "")]
         for app, user in owners:
             session = await service.create_session(app_name=app, user_id=user, session_id="s/1")
             await service.append_event(session, event(f"{app}|{user}"))
@@ -324,16 +326,19 @@ def test_an_append_retried_after_a_failed_write_lands_exactly_once(migrated_url:
     async def body(service: SqlSessionService) -> None:
         session = await service.create_session(app_name=APP, user_id="u", session_id="s")
         await service.append_event(session, event("first"))
-        real_save = service.store.save
+        real_save = AsyncStore.save
 
-        async def connection_lost(stored: Any) -> None:
+        async def connection_lost(store: AsyncStore, stored: Any) -> None:
             raise StorageError("database error: connection lost")
 
-        service.store.save = connection_lost  # type: ignore[method-assign]
+        # Every store's save (the service saves through the user's view of its store).
+        AsyncStore.save = connection_lost  # type: ignore[method-assign]
         retried = event("retried")
-        with pytest.raises(StorageError):
-            await service.append_event(session, retried)
-        service.store.save = real_save  # type: ignore[method-assign]
+        try:
+            with pytest.raises(StorageError):
+                await service.append_event(session, retried)
+        finally:
+            AsyncStore.save = real_save  # type: ignore[method-assign]
         await service.append_event(session, retried)
         found = await service.get_session(app_name=APP, user_id="u", session_id="s")
         assert texts(found) == ["first", "retried"]
