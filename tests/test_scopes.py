@@ -354,3 +354,10 @@ def test_a_session_summary_reads_the_scopes_own_session_and_no_other(scopes: Any
             absent.session_summary(SID)
     with pytest.raises(InvalidInputError, match="session_id"):
         alice.session_summary("")
+
+
+def test_only_a_store_built_from_a_url_is_a_root_store(store: Any) -> None:
+    assert store.is_root
+    assert not store.scoped("alice").is_root
+    assert not store.scoped("alice").scoped(agent_id="bot").is_root
+    assert not store.scoped("").is_root  # a view of the default owner is still a view

@@ -86,6 +86,12 @@ class AsyncStore:
         """Whose sessions this store sees: an owner ('' unless scoped) and maybe one agent."""
         return self._core.scope
 
+    @property
+    def is_root(self) -> bool:
+        """True for a store built from a URL or engine (it may make a view of any owner);
+        False for a view made by `scoped`."""
+        return self._root
+
     def scoped(self, owner: str | None = None, *, agent_id: str | None = None) -> AsyncStore:
         """A view of this store that sees and touches only `owner`'s sessions (of `agent_id`
         only, when given); a session outside the view is absent to it (never "forbidden").

@@ -25,7 +25,6 @@ from sqlalchemy import or_, select
 from sqlsessions import schema
 from sqlsessions.aio import AsyncStore
 from sqlsessions.engine import is_database_error, wrap_error
-from sqlsessions.errors import InvalidInputError
 from sqlsessions.integrations.adk_mapping import (
     KIND_KEY,
     SESSION_KIND,
@@ -33,7 +32,6 @@ from sqlsessions.integrations.adk_mapping import (
     state_entries,
 )
 from sqlsessions.row_security import row_scope_statement
-from sqlsessions.scope import ROOT_SCOPE
 
 _CHUNK = 500
 
@@ -62,13 +60,7 @@ def is_adk_session(head: Head | None) -> bool:
 
 def sees_every_owner(store: AsyncStore) -> bool:
     """Whether `store` is a root store: only a root store may make a view of any owner."""
-    if store.scope != ROOT_SCOPE:
-        return False
-    try:
-        store.scoped("adk-any-user")  # a view is only an object: nothing is read or written
-    except InvalidInputError:
-        return False  # a view scoped to the default owner
-    return True
+    return store.is_root
 
 
 def _visible(store: AsyncStore, every_owner: bool, owner: str, agent_id: str) -> bool:
