@@ -4,7 +4,6 @@ agent `app_name` (both dialects): users are isolated by the store's owners."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -16,9 +15,8 @@ from google.adk.events.event import Event
 from google.adk.events.event_actions import EventActions
 from google.adk.sessions.base_session_service import GetSessionConfig
 from google.genai import types
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
 
+from app_role import application_role
 from sqlsessions import (
     AsyncStore,
     InvalidInputError,
@@ -292,18 +290,6 @@ def test_a_service_on_a_store_scoped_to_a_user_and_an_agent_serves_that_app_only
 
 # --- PostgreSQL row-level security: each user's reads run in that user's row scope -------------
 
-APP_ROLE_PASSWORD = "adk-app-role-password"
-
-
-def _run_admin(url: str, *statements: str) -> None:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        engine.dispose()
-
 
 @pytest.fixture
 def row_secured_app_url(postgres_url: str) -> Iterator[str]:
@@ -311,19 +297,8 @@ def row_secured_app_url(postgres_url: str) -> Iterator[str]:
     the tables (so the policies apply to it)."""
     migrate(postgres_url)
     enable_row_security(postgres_url)
-    role = f"sqlsessions_adk_{secrets.token_hex(4)}"
-    _run_admin(
-        postgres_url,
-        f"CREATE ROLE {role} LOGIN PASSWORD '{APP_ROLE_PASSWORD}'",
-        f"GRANT USAGE ON SCHEMA public TO {role}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
-    )
-    try:
-        url = make_url(postgres_url).set(username=role, password=APP_ROLE_PASSWORD)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        _run_admin(postgres_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+    with application_role(postgres_url) as (_role, url):
+        yield url
 
 
 @pytest.mark.postgres

@@ -10,7 +10,6 @@ the reaper run as the owner).
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
+from app_role import application_role
 from sqlsessions import (
     AsyncStore,
     InvalidInputError,
@@ -42,44 +42,16 @@ from sqlsessions.row_security import (
 )
 from store_fixtures import BlockingAsyncStore
 
-APP_PASSWORD = "app-role-password"
 OWNERS = ("acme", "globex")
 SHARED_ID = "chat-1"
 
 
-def run_admin(url: str, *statements: str) -> None:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
-def app_role(postgres_url: str) -> Iterator[str]:
-    """A login role that does not own the tables, with the usual DML grants; dropped after."""
-    role = f"sqlsessions_app_{secrets.token_hex(4)}"
+def app_url(postgres_url: str) -> Iterator[str]:
+    """The migrated test database, reached as a role that does not own the tables."""
     migrate(postgres_url)
-    run_admin(
-        postgres_url,
-        f"CREATE ROLE {role} LOGIN PASSWORD '{APP_PASSWORD}'",
-        f"GRANT USAGE ON SCHEMA public TO {role}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
-    )
-    try:
-        yield role
-    finally:
-        run_admin(postgres_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
-
-
-@pytest.fixture
-def app_url(postgres_url: str, app_role: str) -> str:
-    """The test database, reached as the application role."""
-    url = make_url(postgres_url).set(username=app_role, password=APP_PASSWORD)
-    return url.render_as_string(hide_password=False)
+    with application_role(postgres_url) as (_role, url):
+        yield url
 
 
 @pytest.fixture
@@ -363,23 +335,11 @@ def test_on_citus_the_app_role_sees_only_its_scope_on_distributed_tables(citus_u
     distribute(citus_url)
     schema = make_url(citus_url).query["options"]
     schema_name = str(schema).split("search_path=")[1].split(",")[0].strip()
-    role = f"sqlsessions_app_{secrets.token_hex(4)}"
-    run_admin(
-        citus_url,
-        f"CREATE ROLE {role} LOGIN PASSWORD '{APP_PASSWORD}'",
-        f'GRANT USAGE ON SCHEMA "{schema_name}" TO {role}',
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema_name}" TO {role}',
-    )
-    try:
-        with Store.from_url(citus_url) as root:
-            for owner in OWNERS:
-                root.scoped(owner).append(SHARED_ID, Message(role=Role.USER, content=owner))
-        enable_row_security(citus_url)
-        app_url = (
-            make_url(citus_url)
-            .set(username=role, password=APP_PASSWORD)
-            .render_as_string(hide_password=False)
-        )
+    with Store.from_url(citus_url) as root:
+        for owner in OWNERS:
+            root.scoped(owner).append(SHARED_ID, Message(role=Role.USER, content=owner))
+    enable_row_security(citus_url)
+    with application_role(citus_url, schema_name) as (_role, app_url):
         for table in ("sessions", "messages"):
             seen = rows_seen(app_url, table, "acme")
             assert [row.owner for row in seen] == ["acme"]
@@ -388,11 +348,8 @@ def test_on_citus_the_app_role_sees_only_its_scope_on_distributed_tables(citus_u
             acme = app_store.scoped("acme")
             acme.append(SHARED_ID, Message(role=Role.ASSISTANT, content="reply"))
             assert [m.content for m in acme.history(SHARED_ID)] == ["acme", "reply"]
-        assert [
-            r.content for r in rows_seen(citus_url, "messages", None) if r.owner == "globex"
-        ] == ["globex"]
-    finally:
-        run_admin(citus_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+    globex = [r.content for r in rows_seen(citus_url, "messages", None) if r.owner == "globex"]
+    assert globex == ["globex"]
 
 
 def test_an_owner_with_quotes_and_colons_is_set_as_that_exact_owner(
