@@ -306,12 +306,13 @@ class HandLoad:
             metadata=metadata,
         )
 
-    def load_dicts(self, sid: str) -> dict[str, Any]:
-        """The same rows in one read transaction, into plain dicts: the floor of a load."""
+    def _read(self, sid: str, messages_statement: str) -> tuple[Any, list[Any], Any, list[Any]]:
+        """(session head, message rows, calls as dicts by message seq, metadata rows), read in
+        one read transaction."""
         raw, conn = self.raw, self.conn
         raw.begin_read(conn)
         head = conn.execute(self._session, (sid, raw.ts(utcnow()))).fetchone()
-        message_rows = conn.execute(self._messages, (sid,)).fetchall()
+        message_rows = conn.execute(messages_statement, (sid,)).fetchall()
         call_rows = conn.execute(self._calls, (sid,)).fetchall()
         metadata_rows = conn.execute(self._metadata, (sid,)).fetchall()
         conn.commit()
@@ -320,7 +321,12 @@ class HandLoad:
             calls.setdefault(seq, []).append(
                 {"id": call_id, "type": type_, "function": {"name": fname, "arguments": arguments}}
             )
-        loads = (lambda item: item) if raw.pg else json.loads  # SQLite keeps items as text
+        return head, message_rows, calls, metadata_rows
+
+    def load_dicts(self, sid: str) -> dict[str, Any]:
+        """The same rows in one read transaction, into plain dicts: the floor of a load."""
+        head, message_rows, calls, metadata_rows = self._read(sid, self._messages)
+        loads = (lambda item: item) if self.raw.pg else json.loads  # SQLite keeps items as text
         messages = [
             {
                 "role": role,
@@ -347,18 +353,7 @@ class HandLoad:
     def load_go_dicts(self, sid: str) -> dict[str, Any]:
         """`load_dicts` reading only the Go package's message fields (context: what the
         load cost before messages carried framework items and usage)."""
-        raw, conn = self.raw, self.conn
-        raw.begin_read(conn)
-        head = conn.execute(self._session, (sid, raw.ts(utcnow()))).fetchone()
-        message_rows = conn.execute(self._go_messages, (sid,)).fetchall()
-        call_rows = conn.execute(self._calls, (sid,)).fetchall()
-        metadata_rows = conn.execute(self._metadata, (sid,)).fetchall()
-        conn.commit()
-        calls: dict[int, list[dict[str, Any]]] = {}
-        for seq, call_id, type_, fname, arguments in call_rows:
-            calls.setdefault(seq, []).append(
-                {"id": call_id, "type": type_, "function": {"name": fname, "arguments": arguments}}
-            )
+        head, message_rows, calls, metadata_rows = self._read(sid, self._go_messages)
         messages = [
             {
                 "role": role,
