@@ -598,7 +598,7 @@ class StoreCore:
                         **{name: getattr(only, name) for name in USAGE_FIELDS},
                     )
                 else:
-                    params.update(sql.append_array_params(new_messages))
+                    params.update(sql.append_json_params(new_messages))
             if key_first:
                 landed = (yield sql.select_append_landed, params).first()
                 if landed is not None:

@@ -7,6 +7,7 @@ sync and async stores execute exactly these.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -27,6 +28,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     delete,
     exists,
     func,
@@ -43,7 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction, trusted_values
 from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
@@ -467,36 +469,20 @@ def _head_or_landed(head: Any, *writes: Any) -> CompoundSelect[Any]:
 def append_in_one_statement() -> CompoundSelect[Any]:
     """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
 
-    Messages and tool calls arrive as parallel arrays (`unnest`), so the statement's text
-    does not depend on how many are appended and is compiled once.
+    Messages and tool calls arrive as two JSON documents (`append_json_params`), expanded by
+    `json_to_recordset`: the statement's text does not depend on how many are appended (it
+    is compiled once), and the driver sends two text parameters, where parallel arrays cost
+    psycopg a Python loop per element (and, in text, a regex substitution per quote).
     """
     head = upsert_session_for_append("postgresql").cte("head")
-    text_array = ARRAY(Text())
     new_messages = (
-        func.unnest(
-            bindparam("roles", type_=text_array),
-            bindparam("contents", type_=text_array),
-            bindparam("names", type_=text_array),
-            bindparam("tool_call_ids", type_=text_array),
-            bindparam("kinds", type_=text_array),
-            bindparam("item_formats", type_=text_array),
-            # Items travel as JSON text (NULL for none) and are cast to JSONB on insert.
-            bindparam("items", type_=text_array),
-            bindparam("model_list", type_=text_array),
-            *(bindparam(f"{name}_list", type_=ARRAY(BigInteger())) for name in USAGE_FIELDS[1:]),
-        )
+        func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON()))
         .table_valued(
-            "role",
-            "content",
-            "name",
-            "tool_call_id",
-            "kind",
-            "item_format",
-            "item",
-            *USAGE_FIELDS,
-            with_ordinality="ord",
+            column("ord", BigInteger()),
+            *(column(name, Text()) for name in _APPENDED_TEXT_FIELDS),
+            *(column(name, BigInteger()) for name in USAGE_FIELDS[1:]),
         )
-        .render_derived(name="new_messages")
+        .render_derived(name="new_messages", with_types=True)
     )
     first_seq = head.c.last_seq - bindparam("n")
     sid = bindparam("sid", type_=S.id.type)
@@ -523,16 +509,13 @@ def append_in_one_statement() -> CompoundSelect[Any]:
         .join(new_messages, true()),
     )
     new_calls = (
-        func.unnest(
-            bindparam("call_positions", type_=ARRAY(BigInteger())),
-            bindparam("call_indexes", type_=ARRAY(Integer())),
-            bindparam("call_ids", type_=text_array),
-            bindparam("call_types", type_=text_array),
-            bindparam("call_names", type_=text_array),
-            bindparam("call_arguments", type_=text_array),
+        func.json_to_recordset(cast(bindparam("calls", type_=Text()), JSON()))
+        .table_valued(
+            column("position", BigInteger()),
+            column("idx", Integer()),
+            *(column(name, Text()) for name in _APPENDED_CALL_FIELDS),
         )
-        .table_valued("position", "idx", "call_id", "type", "function_name", "arguments")
-        .render_derived(name="new_calls")
+        .render_derived(name="new_calls", with_types=True)
     )
     call_insert = insert(tool_calls).from_select(
         [
@@ -588,36 +571,46 @@ def append_one_statement() -> CompoundSelect[Any]:
     return _head_or_landed(head, message_insert.cte("inserted"))
 
 
-def append_array_params(new_messages: Sequence[Message]) -> dict[str, list[Any]]:
-    """The parallel arrays `append_in_one_statement` takes (positions are 1-based)."""
-    params: dict[str, list[Any]] = {
-        key: []
-        for key in (
-            "roles", "contents", "names", "tool_call_ids", "kinds", "item_formats", "items",
-            "call_positions", "call_indexes", "call_ids", "call_types", "call_names",
-            "call_arguments", *(f"{name}_list" for name in USAGE_FIELDS),
-        )
-    }  # fmt: skip
+_APPENDED_TEXT_FIELDS = (
+    "role", "content", "name", "tool_call_id", "kind", "item_format", "item", "model",
+)  # fmt: skip
+_APPENDED_CALL_FIELDS = ("call_id", "type", "function_name", "arguments")
+
+
+def append_json_params(new_messages: Sequence[Message]) -> dict[str, str]:
+    """The two JSON documents `append_in_one_statement` takes: a record per message (its
+    1-based position `ord`, item as JSON text) and per tool call (its message's position)."""
+    rows: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     for position, message in enumerate(new_messages, start=1):
-        params["roles"].append(message.role.value)
-        params["contents"].append(message.content)
-        params["names"].append(message.name)
-        params["tool_call_ids"].append(message.tool_call_id)
-        params["kinds"].append(message.kind)
-        for name in USAGE_FIELDS:
-            params[f"{name}_list"].append(getattr(message, name))
-        params["item_formats"].append(message.item_format)
-        params["items"].append(
-            None if message.item is None else numeric_safe_json_text(message.item)
+        rows.append(
+            {
+                "ord": position,
+                "role": message.role.value,
+                "content": message.content,
+                "name": message.name,
+                "tool_call_id": message.tool_call_id,
+                "kind": message.kind,
+                "item_format": message.item_format,
+                "item": None if message.item is None else numeric_safe_json_text(message.item),
+                **{name: getattr(message, name) for name in USAGE_FIELDS},
+            }
         )
         for idx, call in enumerate(message.tool_calls or ()):
-            params["call_positions"].append(position)
-            params["call_indexes"].append(idx)
-            params["call_ids"].append(call.id)
-            params["call_types"].append(call.type)
-            params["call_names"].append(call.function.name)
-            params["call_arguments"].append(call.function.arguments)
-    return params
+            calls.append(
+                {
+                    "position": position,
+                    "idx": idx,
+                    "call_id": call.id,
+                    "type": call.type,
+                    "function_name": call.function.name,
+                    "arguments": call.function.arguments,
+                }
+            )
+    return {"rows": _json_records(rows), "calls": _json_records(calls)}
+
+
+_json_records = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 # --- history: the tail of a conversation ----------------------------------------------------
