@@ -604,7 +604,7 @@ class StoreCore:
                 if landed is not None:
                     return int(landed.version)
             row = (yield statement, params).first()
-            if row is None and not single_statement:  # SQLite: did this key land already?
+            if row is None:  # wrote nothing: did this key land already (a retry)?
                 landed = (yield sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)

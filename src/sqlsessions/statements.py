@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    CompoundSelect,
     Delete,
     Insert,
     Integer,
@@ -41,7 +40,6 @@ from sqlalchemy import (
     text,
     true,
     tuple_,
-    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -460,13 +458,15 @@ def _or_advance_live_session(stmt: postgresql.Insert | sqlite.Insert) -> Insert:
     return result
 
 
-def _head_or_landed(head: Any, *writes: Any) -> CompoundSelect[Any]:
-    """The one-statement append's result: the advanced session row, or, when the append with
-    this key already landed (and so wrote nothing), the session's current position."""
-    return union_all(select(head.c.last_seq, head.c.version), select_append_landed).add_cte(*writes)
+def _advanced_head(head: Any, *writes: Any) -> Select[Any]:
+    """The one-statement append's result: the advanced session row; no row when the append
+    wrote nothing (its key already landed, or the session is not live here), which the
+    caller tells apart with `select_append_landed`. Folding that read in as a second branch
+    cost every append its planning (~0.1 ms of server CPU) for the rare retry."""
+    return select(head.c.last_seq, head.c.version).add_cte(*writes)
 
 
-def append_in_one_statement() -> CompoundSelect[Any]:
+def append_in_one_statement() -> Select[Any]:
     """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
 
     Messages and tool calls arrive as two JSON documents (`append_json_params`), expanded by
@@ -541,12 +541,12 @@ def append_in_one_statement() -> CompoundSelect[Any]:
         .select_from(head)
         .join(new_calls, true()),
     )
-    return _head_or_landed(
+    return _advanced_head(
         head, message_insert.cte("inserted_messages"), call_insert.cte("inserted_calls")
     )
 
 
-def append_one_statement() -> CompoundSelect[Any]:
+def append_one_statement() -> Select[Any]:
     """PostgreSQL: append one message without tool calls in one statement, scalar parameters
     (the common case, spared the array encoding of `append_in_one_statement`)."""
     head = upsert_session_for_append("postgresql").cte("head")
@@ -568,7 +568,7 @@ def append_one_statement() -> CompoundSelect[Any]:
             bindparam("append_key", type_=M.append_key.type),
         ).select_from(head),
     )
-    return _head_or_landed(head, message_insert.cte("inserted"))
+    return _advanced_head(head, message_insert.cte("inserted"))
 
 
 _APPENDED_TEXT_FIELDS = (
