@@ -140,13 +140,14 @@ class HandSave:
     UPDATE = (
         "UPDATE sessions SET updated_at = ?, expires_at = ?, version = ?, last_seq = ?,"
         " message_count = message_count + 1"
-        " WHERE id = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)"
+        " WHERE id = ? AND owner = '' AND version = ? AND (expires_at IS NULL OR expires_at > ?)"
     )
 
     def __init__(self, raw: Raw, conn: Any, session_id: str, ttl: timedelta) -> None:
         self.raw, self.conn, self.sid, self.ttl = raw, conn, session_id, ttl
         row = conn.execute(
-            raw.sql("SELECT version, last_seq FROM sessions WHERE id = ?"), (session_id,)
+            raw.sql("SELECT version, last_seq FROM sessions WHERE id = ? AND owner = ''"),
+            (session_id,),
         ).fetchone()
         conn.commit()
         self.version, self.last_seq = int(row[0]), int(row[1])
@@ -179,7 +180,7 @@ WITH s AS (
     UPDATE sessions
     SET last_seq = last_seq + 1, message_count = message_count + 1, version = version + 1,
         updated_at = %(now)s, expires_at = %(expires_at)s
-    WHERE id = %(sid)s AND (expires_at IS NULL OR expires_at > %(now)s)
+    WHERE id = %(sid)s AND owner = '' AND (expires_at IS NULL OR expires_at > %(now)s)
     RETURNING last_seq
 )
 INSERT INTO messages (session_id, seq, role, content, name, tool_call_id, created_at)
@@ -189,7 +190,7 @@ SELECT %(sid)s, s.last_seq, %(role)s, %(content)s, %(name)s, %(tool_call_id)s, %
 APPEND_SQLITE_UPDATE = (
     "UPDATE sessions SET last_seq = last_seq + 1, message_count = message_count + 1,"
     " version = version + 1, updated_at = ?, expires_at = ?"
-    " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?) RETURNING last_seq"
+    " WHERE id = ? AND owner = '' AND (expires_at IS NULL OR expires_at > ?) RETURNING last_seq"
 )
 
 
@@ -254,19 +255,23 @@ class HandLoad:
         sql = raw.sql
         self._session = sql(
             "SELECT agent_id, created_at, updated_at FROM sessions"
-            " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " WHERE id = ? AND owner = '' AND (expires_at IS NULL OR expires_at > ?)"
         )
         self._messages = sql(
-            f"SELECT {MESSAGE_READ_COLUMNS} FROM messages WHERE session_id = ? ORDER BY seq"
+            f"SELECT {MESSAGE_READ_COLUMNS} FROM messages"
+            " WHERE session_id = ? AND owner = '' ORDER BY seq"
         )
         self._go_messages = sql(
-            f"SELECT {GO_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY seq"
+            f"SELECT {GO_MESSAGE_COLUMNS} FROM messages"
+            " WHERE session_id = ? AND owner = '' ORDER BY seq"
         )
         self._calls = sql(
             "SELECT message_seq, call_id, type, function_name, arguments FROM tool_calls"
-            " WHERE session_id = ? ORDER BY message_seq, idx"
+            " WHERE session_id = ? AND owner = '' ORDER BY message_seq, idx"
         )
-        self._metadata = sql("SELECT key, value FROM session_metadata WHERE session_id = ?")
+        self._metadata = sql(
+            "SELECT key, value FROM session_metadata WHERE session_id = ? AND owner = ''"
+        )
 
     def load(self, sid: str) -> Session:
         raw, conn = self.raw, self.conn
@@ -379,15 +384,16 @@ class HandHistory:
         self.conn = raw.connect()
         sql = raw.sql
         self._head = sql(
-            "SELECT last_seq FROM sessions WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
+            "SELECT last_seq FROM sessions"
+            " WHERE id = ? AND owner = '' AND (expires_at IS NULL OR expires_at > ?)"
         )
         self._last = sql(
             f"SELECT {MESSAGE_READ_COLUMNS} FROM messages"
-            " WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
+            " WHERE session_id = ? AND owner = '' ORDER BY seq DESC LIMIT ?"
         )
         self._calls = sql(
             "SELECT message_seq, call_id, type, function_name, arguments FROM tool_calls"
-            " WHERE session_id = ? AND message_seq >= ? ORDER BY message_seq, idx"
+            " WHERE session_id = ? AND owner = '' AND message_seq >= ? ORDER BY message_seq, idx"
         )
 
     def history(self, sid: str, limit: int) -> list[dict[str, Any]]:

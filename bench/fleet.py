@@ -56,16 +56,16 @@ class HandFleet:
 
     LAST = (
         f"SELECT {MESSAGE_READ_COLUMNS} FROM messages"
-        " WHERE session_id = %s ORDER BY seq DESC LIMIT %s"
+        " WHERE session_id = %s AND owner = '' ORDER BY seq DESC LIMIT %s"
     )
     CALLS = (
         "SELECT message_seq, call_id, type, function_name, arguments FROM tool_calls"
-        " WHERE session_id = %s AND message_seq >= %s ORDER BY message_seq, idx"
+        " WHERE session_id = %s AND owner = '' AND message_seq >= %s ORDER BY message_seq, idx"
     )
     BUMP = (
         "UPDATE sessions SET last_seq = last_seq + 3, message_count = message_count + 3,"
         " version = version + 1, updated_at = %s, expires_at = %s"
-        " WHERE id = %s RETURNING last_seq"
+        " WHERE id = %s AND owner = '' RETURNING last_seq"
     )
     INSERT_MESSAGE = (
         "INSERT INTO messages (session_id, seq, role, content, name, tool_call_id, created_at)"

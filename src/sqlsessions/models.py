@@ -63,6 +63,7 @@ from sqlsessions.validation import (
     json_value_problem,
     metadata_problem,
     text_problem,
+    valid_json_copy,
 )
 
 __all__ = [
@@ -329,6 +330,9 @@ def _check_item(value: Any) -> Any:
         return None
     if not isinstance(value, dict):
         raise _invalid(f"must be a JSON object (a dict), not {type(value).__name__}")
+    copy = valid_json_copy(value)
+    if copy is not None:
+        return copy
     problem = json_value_problem(value)
     if problem is not None:
         raise _invalid(problem)
