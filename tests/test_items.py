@@ -105,6 +105,32 @@ def test_the_item_is_a_copy_so_changing_the_callers_dict_changes_nothing() -> No
     assert message.item == {"type": "message", "content": [{"text": "a"}]}
 
 
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("item", "stored"),
+    [
+        ({"text": "a backslash then u0000: \\u0000"}, {"text": "a backslash then u0000: \\u0000"}),
+        ({"brackets": "[[[{{{" * 40}, {"brackets": "[[[{{{" * 40}),
+        ({"tuple": (1, (2, "x"))}, {"tuple": [1, [2, "x"]]}),
+        ({"x": _nested(99)}, {"x": _nested(99)}),
+        (
+            {"big": 10**40, "float": 0.1, "neg_zero": -0.0},
+            {"big": 10**40, "float": 0.1, "neg_zero": -0.0},
+        ),
+    ],
+)
+def test_an_item_at_the_edges_of_valid_json_is_kept_as_given(item: Any, stored: Any) -> None:
+    message = Message(role=Role.ASSISTANT, item=item)
+    assert message.item == stored
+    assert json.dumps(message.item) == json.dumps(stored)
+
+
 def test_messages_with_items_are_hashable_and_equal_by_value() -> None:
     assert hash(reasoning_item()) == hash(reasoning_item())
     assert reasoning_item() == reasoning_item()
@@ -118,6 +144,10 @@ def test_messages_with_items_are_hashable_and_equal_by_value() -> None:
         ({"item": {"x": [math.inf]}}, "item"),
         ({"item": {1: "non-string key"}}, "item"),
         ({"item": {"x": "nul \x00 inside"}}, "item"),
+        ({"item": {"nul \x00 in a key": 1}}, "item"),
+        ({"item": {"x": "lone \ud800 surrogate"}}, "item"),
+        ({"item": {True: "a key that is a bool"}}, "item"),
+        ({"item": {"x": _nested(100)}}, "item"),
         ({"item": {"x": object()}}, "item"),
         ({"item": ["not", "an", "object"]}, "item"),
         ({"item": "text"}, "item"),
