@@ -171,13 +171,26 @@ class StatementCache:
 
     @staticmethod
     def values(prepared: PreparedStatement, raw_rows: list[Any]) -> list[Any]:
-        """Driver rows as plain tuples of Python values (each column's result processor)."""
+        """Driver rows as plain tuples of Python values (each column's result processor).
+        A NULL stays None, unprocessed (none of our column types maps NULL to a value), so a
+        row whose processed columns are all NULL (e.g. messages without an item) is kept as
+        the driver's tuple."""
         active = prepared.result_processors
+        if len(active) == 1:  # the common case (a JSON column): one test per row
+            (i, process), after = active[0], active[0][0] + 1
+            return [
+                raw if raw[i] is None else (*raw[:i], process(raw[i]), *raw[after:])
+                for raw in raw_rows
+            ]
         rows = []
         for raw in raw_rows:
+            if all(raw[i] is None for i, _ in active):
+                rows.append(raw)
+                continue
             values = list(raw)
             for i, process in active:
-                values[i] = process(values[i])
+                if values[i] is not None:
+                    values[i] = process(values[i])
             rows.append(tuple(values))
         return rows
 

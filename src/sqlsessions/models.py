@@ -304,17 +304,26 @@ def trusted_values(cls: type[_V], states: Iterable[dict[str, Any]]) -> list[_V]:
     if fields is None:
         fields = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
     new = cls.__new__
-    set_attribute = object.__setattr__  # the models refuse assignment; this is construction
+    # The models refuse assignment; this is construction. Each attribute is set through its
+    # slot's descriptor, found once, rather than looked up on every object.
+    set_dict = object.__setattr__
+    set_fields, set_extra, set_private = _SLOT_SETTERS
     values: list[_V] = []
     append = values.append
     for state in states:
         value = new(cls)
-        set_attribute(value, "__dict__", state)
-        set_attribute(value, "__pydantic_fields_set__", set(fields))
-        set_attribute(value, "__pydantic_extra__", None)
-        set_attribute(value, "__pydantic_private__", None)
+        set_dict(value, "__dict__", state)
+        set_fields(value, set(fields))
+        set_extra(value, None)
+        set_private(value, None)
         append(value)
     return values
+
+
+_SLOT_SETTERS = tuple(
+    BaseModel.__dict__[name].__set__
+    for name in ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+)
 
 
 def _check_kind(value: str) -> str:

@@ -23,6 +23,7 @@ from sqlsessions.steps import (
     Transaction,
     close_snapshot,
     open_snapshot,
+    plain_rows,
     utcnow,
 )
 
@@ -217,6 +218,7 @@ def session_summary(dialect: str, scope: Scope, session_id: str) -> Operation[Se
 
 WIDEN_STEP = 16
 TOOL = Role.TOOL.value
+SEQ, ROLE = 0, 1  # positions in a row of MESSAGE_COLUMNS
 
 
 def _window(rows: list[Any], limit: int, *, reached_start: bool) -> list[Any] | None:
@@ -274,27 +276,32 @@ def history(
         head = (yield sql.select_live_session_exists, params).first()
         if head is None:
             raise SessionNotFoundError(session_id)
-        params = {"sid": session_id, "before_seq": head.last_seq + 1, "limit": limit, **owner}
-        rows = list(reversed((yield sql.select_last_messages, params).all()))
-        reached_start = len(rows) < limit
-        while rows and rows[0].role == TOOL:
+        # With room to widen back to a tool result's caller, as the one-statement read does.
+        wanted = limit + WIDEN_STEP
+        params = {"sid": session_id, "before_seq": head.last_seq + 1, "limit": wanted, **owner}
+        rows = plain_rows((yield sql.select_last_messages, params))[::-1]
+        reached_start = len(rows) < wanted
+        window = _window(rows, limit, reached_start=reached_start) if rows else None
+        if window is not None:
+            rows = window  # else every row read is a tool result: read further back
+        while rows and rows[0][ROLE] == TOOL:
             if reached_start:  # no calling message survives: drop the orphan results
                 rows = rows[1:]
                 continue
-            params = {"sid": session_id, "before_seq": rows[0].seq, "limit": WIDEN_STEP, **owner}
-            earlier = list(reversed((yield sql.select_last_messages, params).all()))
+            params = {"sid": session_id, "before_seq": rows[0][SEQ], "limit": WIDEN_STEP, **owner}
+            earlier = plain_rows((yield sql.select_last_messages, params))[::-1]
             reached_start = len(earlier) < WIDEN_STEP
             caller = next(
-                (i for i in reversed(range(len(earlier))) if earlier[i].role != TOOL), None
+                (i for i in reversed(range(len(earlier))) if earlier[i][ROLE] != TOOL), None
             )
             rows = (earlier[caller:] if caller is not None else earlier) + rows
         if not rows:
             return []
         calls = yield (
             sql.select_tool_calls_between,
-            {"sid": session_id, "from_seq": rows[0].seq, "to_seq": rows[-1].seq, **owner},
+            {"sid": session_id, "from_seq": rows[0][SEQ], "to_seq": rows[-1][SEQ], **owner},
         )
-        _, messages = sql.messages_from_rows(rows, calls.all())
+        _, messages = sql.messages_from_rows(rows, plain_rows(calls))
         return messages
 
     return Operation(steps, autocommit=dialect == "postgresql", snapshot=True, direct=True)
