@@ -154,8 +154,8 @@ def append_shapes(url: str, sizes: Sizes) -> float:
         chosen.get("warm"), forced.get("warm")  # both detect Citus at first use
         core = forced._core  # private on purpose: force the shape the store would not pick
         core.citus = False
-        core._append_one = sql.append_one_statement()
-        core._append_statement = sql.append_in_one_statement()
+        core._append_one = sql.append_one_statement(creating=True)
+        core._append_statement = sql.append_in_one_statement(creating=True)
         stats = interleaved(
             {
                 "two": lambda i: timed(lambda: chosen.append(f"t{i % 50}", user_message(i))),

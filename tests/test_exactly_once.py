@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 
 from fault_workers import opened_store, run_sql
 from reply_dropping_proxy import ReplyDroppingProxy, reply_dropping_proxy
@@ -104,3 +104,28 @@ def test_a_bad_idempotency_key_is_rejected_naming_the_field_and_writes_nothing(
         store.append("s", user("x"), idempotency_key=key)
     assert raised.value.field == "idempotency_key"
     assert store.list() == []
+
+
+@pytest.mark.parametrize("path", ["driver", "sqlalchemy"])
+def test_appends_create_advance_and_revive_a_session_and_keep_its_incarnation(
+    open_store: Any, migrated_url: str, path: str
+) -> None:
+    store = open_store()
+    if path == "sqlalchemy":  # a statement listener sends every statement through SQLAlchemy
+        event.listen(store.engine, "before_cursor_execute", lambda *args: None)
+
+    def incarnation() -> str:
+        rows = run_sql(migrated_url, "SELECT incarnation FROM sessions WHERE id = 's'")
+        return str(rows[0][0])
+
+    assert store.append("s", user("creates")) == 1
+    created = incarnation()
+    call = ToolCall(id="c1", function=ToolFunction(name="f", arguments="{}"))
+    calling = Message(role=Role.ASSISTANT, content="calls", tool_calls=[call])
+    assert store.append("s", calling, Message(role=Role.TOOL, content="r", tool_call_id="c1")) == 2
+    assert store.append("s", user("advances")) == 3
+    assert incarnation() == created  # an advanced session keeps its own
+    run_sql(migrated_url, "UPDATE sessions SET expires_at = '2000-01-01' WHERE id = 's'")
+    assert store.append("s", user("revives")) == 1
+    assert incarnation() != created  # an expired session is replaced by a new one
+    assert contents(open_store().get("s")) == ["revives"]

@@ -114,6 +114,8 @@ def dialect_statements(dialect: str) -> dict[str, Executable]:
             {
                 "append_one": sql.append_one_statement(),
                 "append_in_one_statement": sql.append_in_one_statement(),
+                "create_one": sql.append_one_statement(creating=True),
+                "create_in_one_statement": sql.append_in_one_statement(creating=True),
             }
             if dialect == "postgresql"
             else {}
@@ -146,6 +148,15 @@ class StoreCore:
         self._insert_session = built["insert_session"]
         self._upsert_metadata = built["upsert_metadata"]
         self._append_one = built.get("append_one")
+        self._creating: dict[Executable, Executable] = {
+            built[advance]: built[create]
+            for advance, create in (
+                ("append_one", "create_one"),
+                ("append_in_one_statement", "create_in_one_statement"),
+            )
+            if advance in built
+        }
+        """Each one-statement append's variant that may create the session (PostgreSQL)."""
         self._append_in_transaction = built["append_in_transaction"]
         self._append_statement: Executable = built.get(
             "append_in_one_statement", self._append_in_transaction
@@ -579,7 +590,7 @@ class StoreCore:
                 "now": now,
                 "expires_at": self.expiry(now),
                 "append_key": append_key,
-                "incarnation": sql.new_incarnation(),  # used only if this creates the row
+                "new_incarnation": sql.new_incarnation(),  # used only if this creates the row
                 **self.scope.params,
             }
             statement = append_statement
@@ -604,6 +615,10 @@ class StoreCore:
                 if landed is not None:
                     return int(landed.version)
             row = (yield statement, params).first()
+            creating = self._creating.get(statement) if single_statement else None
+            if row is None and creating is not None:  # no live session advanced: create it
+                statement = creating  # (or advance it, if another writer created it meanwhile)
+                row = (yield statement, params).first()
             if row is None:  # wrote nothing: did this key land already (a retry)?
                 landed = (yield sql.select_append_landed, params).first()
                 if landed is not None:

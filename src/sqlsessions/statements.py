@@ -431,7 +431,7 @@ def upsert_session_for_append(dialect: str) -> Insert:
         bindparam("n", type_=S.message_count.type),
         bindparam("sid", type_=S.id.type),
         owner_param(),
-        bindparam("incarnation", type_=S.incarnation.type),
+        bindparam("new_incarnation", type_=S.incarnation.type),
     ).where(~append_key_landed())
     stmt = _dialect_insert(dialect, sessions).from_select(
         [*SESSION_WRITE_COLUMNS, "id", "owner", "incarnation"],
@@ -458,6 +458,34 @@ def _or_advance_live_session(stmt: postgresql.Insert | sqlite.Insert) -> Insert:
     return result
 
 
+def advance_session_for_append() -> Update:
+    """Advance the live session `sid` of the scope by `n` positions, unless the append carrying
+    `append_key` already landed in it; RETURNING the new last_seq and version (no row when
+    the session is absent, expired, another agent's, or the key landed).
+
+    The append's parameters name no column of `sessions` that this does not set: SQLAlchemy
+    adds such a parameter to an UPDATE's SET clause (hence `new_incarnation`)."""
+    return (
+        update(sessions)
+        .where(this_session(), live(), ~append_key_landed())
+        .values(
+            last_seq=S.last_seq + bindparam("n"),
+            message_count=S.message_count + bindparam("n"),
+            # Inline: an anonymous bind in an UPDATE inside a CTE gets no value from
+            # SQLAlchemy's own execution path.
+            version=S.version + literal_column("1"),
+            updated_at=bindparam("now"),
+            expires_at=bindparam("expires_at"),
+        )
+        .returning(S.last_seq, S.version)
+    )
+
+
+def _append_head(creating: bool) -> Any:
+    head = upsert_session_for_append("postgresql") if creating else advance_session_for_append()
+    return head.cte("head")
+
+
 def _advanced_head(head: Any, *writes: Any) -> Select[Any]:
     """The one-statement append's result: the advanced session row; no row when the append
     wrote nothing (its key already landed, or the session is not live here), which the
@@ -466,15 +494,20 @@ def _advanced_head(head: Any, *writes: Any) -> Select[Any]:
     return select(head.c.last_seq, head.c.version).add_cte(*writes)
 
 
-def append_in_one_statement() -> Select[Any]:
+def append_in_one_statement(*, creating: bool = False) -> Select[Any]:
     """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
+
+    It advances a live session of the scope (`advance_session_for_append`); `creating=True`
+    builds the variant that also creates the session (`upsert_session_for_append`), which the
+    caller runs only when the first wrote nothing: an upsert costs the server more to plan
+    and run than the update every later append needs.
 
     Messages and tool calls arrive as two JSON documents (`append_json_params`), expanded by
     `json_to_recordset`: the statement's text does not depend on how many are appended (it
     is compiled once), and the driver sends two text parameters, where parallel arrays cost
     psycopg a Python loop per element (and, in text, a regex substitution per quote).
     """
-    head = upsert_session_for_append("postgresql").cte("head")
+    head = _append_head(creating)
     new_messages = (
         func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON()))
         .table_valued(
@@ -546,10 +579,11 @@ def append_in_one_statement() -> Select[Any]:
     )
 
 
-def append_one_statement() -> Select[Any]:
+def append_one_statement(*, creating: bool = False) -> Select[Any]:
     """PostgreSQL: append one message without tool calls in one statement, scalar parameters
-    (the common case, spared the array encoding of `append_in_one_statement`)."""
-    head = upsert_session_for_append("postgresql").cte("head")
+    (the common case, spared the JSON documents of `append_in_one_statement`; `creating` as
+    there)."""
+    head = _append_head(creating)
     message_insert = insert(messages).from_select(
         APPENDED_MESSAGE_COLUMNS,
         select(
@@ -755,7 +789,7 @@ def upsert_session_values_for_append(dialect: str) -> Insert:
         rewrite_version=literal(1),
         last_seq=bindparam("n"),
         message_count=bindparam("n"),
-        incarnation=bindparam("incarnation"),
+        incarnation=bindparam("new_incarnation"),
     )
     return _or_advance_live_session(stmt)
 
