@@ -1,8 +1,9 @@
 """The rules that keep the schema distributable by session on Citus (README "Scaling out").
 
 They hold for the models (`schema.py`, which the migrations must match: `db check`) and for
-every statement in `statements.py`, so a future migration or statement that would break a
-distributed deployment fails here, on any database, before it reaches a cluster.
+every statement in `statements.py` and `append_statements.py`, so a future migration or
+statement that would break a distributed deployment fails here, on any database, before it
+reaches a cluster.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.functions import FunctionElement
 
-from sqlsessions import statements
+from sqlsessions import append_statements, statements
 from sqlsessions.distribute import DISTRIBUTION_COLUMNS, REFERENCE_TABLES
 from sqlsessions.schema import metadata
 
@@ -85,21 +86,28 @@ def test_every_child_table_references_its_session_on_the_same_shard() -> None:
 
 
 def our_statements() -> Iterator[tuple[str, ClauseElement]]:
-    """Every statement in `statements.py`: module constants, and each factory called for
-    PostgreSQL (factories take no argument or a `dialect`)."""
-    for name, value in vars(statements).items():
-        if isinstance(value, ClauseElement):
-            yield name, value
-        elif inspect.isfunction(value) and value.__module__ == statements.__name__:
-            parameters = list(inspect.signature(value).parameters)
-            if parameters == []:
-                made = value()
-            elif parameters == ["dialect"]:
-                made = value("postgresql")
-            else:
-                continue
-            if isinstance(made, ClauseElement):
-                yield f"{name}()", made
+    """Every statement in `statements.py` and `append_statements.py`: module constants, and
+    each factory called for PostgreSQL (factories take no argument, a `dialect`, or the
+    append's `creating` flag: both of its variants)."""
+    for module in (statements, append_statements):
+        for name, value in vars(module).items():
+            if isinstance(value, ClauseElement):
+                yield name, value
+            elif inspect.isfunction(value) and value.__module__ == module.__name__:
+                parameters = list(inspect.signature(value).parameters)
+                if parameters == []:
+                    made = [(f"{name}()", value())]
+                elif parameters == ["dialect"]:
+                    made = [(f"{name}()", value("postgresql"))]
+                elif parameters == ["creating"]:
+                    made = [
+                        (f"{name}(creating={flag})", value(creating=flag)) for flag in (False, True)
+                    ]
+                else:
+                    continue
+                for label, statement in made:
+                    if isinstance(statement, ClauseElement):
+                        yield label, statement
 
 
 def do_update_values(statement: ClauseElement) -> Iterator[Any]:

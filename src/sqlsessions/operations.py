@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Executable
 
+from sqlsessions import append_statements as append_sql
 from sqlsessions import statements as sql
 from sqlsessions.cache import DEFAULT_CACHE_SIZE, SessionCache
 from sqlsessions.changes import StoredState, check_new_messages, metadata_as_json, plan_save
@@ -108,14 +109,14 @@ def dialect_statements(dialect: str) -> dict[str, Executable]:
     return {
         "insert_session": sql.insert_session_if_absent(dialect),
         "upsert_metadata": sql.upsert_metadata(dialect),
-        "append_in_transaction": sql.upsert_session_for_append(dialect),
-        "append_after_key_check": sql.upsert_session_values_for_append(dialect),
+        "append_in_transaction": append_sql.upsert_session_for_append(dialect),
+        "append_after_key_check": append_sql.upsert_session_values_for_append(dialect),
         **(
             {
-                "append_one": sql.append_one_statement(),
-                "append_in_one_statement": sql.append_in_one_statement(),
-                "create_one": sql.append_one_statement(creating=True),
-                "create_in_one_statement": sql.append_in_one_statement(creating=True),
+                "append_one": append_sql.append_one_statement(),
+                "append_in_one_statement": append_sql.append_in_one_statement(),
+                "create_one": append_sql.append_one_statement(creating=True),
+                "create_in_one_statement": append_sql.append_in_one_statement(creating=True),
             }
             if dialect == "postgresql"
             else {}
@@ -559,7 +560,7 @@ class StoreCore:
         """
         check_session_id(session_id)
         append_key = (
-            sql.new_append_key()
+            append_sql.new_append_key()
             if idempotency_key is None
             else check_idempotency_key(idempotency_key)
         )
@@ -609,9 +610,9 @@ class StoreCore:
                         **{name: getattr(only, name) for name in USAGE_FIELDS},
                     )
                 else:
-                    params.update(sql.append_json_params(new_messages))
+                    params.update(append_sql.append_json_params(new_messages))
             if key_first:
-                landed = (yield sql.select_append_landed, params).first()
+                landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
             row = (yield statement, params).first()
@@ -620,7 +621,7 @@ class StoreCore:
                 statement = creating  # (or advance it, if another writer created it meanwhile)
                 row = (yield statement, params).first()
             if row is None:  # wrote nothing: did this key land already (a retry)?
-                landed = (yield sql.select_append_landed, params).first()
+                landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
             if row is None:  # expired but not yet reaped: start afresh
