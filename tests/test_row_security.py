@@ -28,6 +28,8 @@ from sqlsessions import (
     SqlSessionsError,
     Store,
     StoreConfig,
+    ToolCall,
+    ToolFunction,
     migrate,
 )
 from sqlsessions.cli import app
@@ -225,6 +227,26 @@ def test_a_row_secured_store_works_as_the_app_role_within_its_scope(
     globex = rows_seen(postgres_url, "messages", None)
     assert [row.content for row in globex if row.owner == "globex"] == ["secret of globex"]
     assert {row.session_id for row in globex if row.owner == "acme"} == {"chat-2"}
+
+
+@pytest.mark.usefixtures("two_owners")
+def test_a_repeated_append_key_under_row_security_writes_nothing_and_returns_the_version(
+    postgres_url: str, app_url: str, open_app_store: StoreFactory
+) -> None:
+    enable_row_security(postgres_url)
+    acme = open_app_store(app_url, "acme")
+    call = ToolCall(id="c1", function=ToolFunction(name="f", arguments="{}"))
+    turn = [
+        Message(role=Role.ASSISTANT, content="calls", tool_calls=[call]),
+        Message(role=Role.TOOL, content="result", tool_call_id="c1"),
+    ]
+    first = acme.append(SHARED_ID, *turn, idempotency_key="turn-1")
+    # The repeat meets the key on the unique index inside the row-scoped transaction; the
+    # store rolls that back and its retry finds the key landed.
+    assert acme.append(SHARED_ID, *turn, idempotency_key="turn-1") == first
+    assert acme.append(SHARED_ID, turn[0], idempotency_key="turn-1") == first
+    contents = [m.content for m in acme.get(SHARED_ID).messages]
+    assert contents == ["secret of acme", "calls", "result"]
 
 
 def test_a_store_without_row_security_cannot_use_a_row_secured_database_as_the_app_role(

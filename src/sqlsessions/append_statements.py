@@ -142,15 +142,20 @@ def _or_advance_live_session(stmt: postgresql.Insert | sqlite.Insert) -> Insert:
 
 
 def advance_session_for_append() -> Update:
-    """Advance the live session `sid` of the scope by `n` positions, unless the append carrying
-    `append_key` already landed in it; RETURNING the new last_seq and version (no row when
-    the session is absent, expired, another agent's, or the key landed).
+    """Advance the live session `sid` of the scope by `n` positions; RETURNING the new last_seq
+    and version (no row when the session is absent, expired or another agent's).
+
+    It does not look for the append's key: the statement that uses it also inserts the key,
+    and the unique index on (session_id, owner, append_key) fails the whole statement when
+    the key already landed; the store then retries with the guarded upsert
+    (`upsert_session_for_append`), which writes nothing in that case. The guard's probe
+    costs every append ~40 us of server CPU; only a repeated call meets the index.
 
     The append's parameters name no column of `sessions` that this does not set: SQLAlchemy
     adds such a parameter to an UPDATE's SET clause (hence `new_incarnation`)."""
     return (
         update(sessions)
-        .where(this_session(), live(), ~append_key_landed())
+        .where(this_session(), live())
         .values(
             last_seq=S.last_seq + bindparam("n"),
             message_count=S.message_count + bindparam("n"),
@@ -180,10 +185,12 @@ def _advanced_head(head: Any, *writes: Any) -> Select[Any]:
 def append_in_one_statement(*, creating: bool = False) -> Select[Any]:
     """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
 
-    It advances a live session of the scope (`advance_session_for_append`); `creating=True`
-    builds the variant that also creates the session (`upsert_session_for_append`), which the
-    caller runs only when the first wrote nothing: an upsert costs the server more to plan
-    and run than the update every later append needs.
+    It advances a live session of the scope (`advance_session_for_append`, unguarded: a key
+    that already landed fails it on the unique index); `creating=True` builds the variant
+    that also creates the session and writes nothing when the key landed
+    (`upsert_session_for_append`), which the caller runs when the first wrote nothing and on
+    every retry: an upsert costs the server more to plan and run than the update every
+    later append needs.
 
     Messages and tool calls arrive as two JSON documents (`append_json_params`), expanded by
     `json_to_recordset`: the statement's text does not depend on how many are appended (it

@@ -88,6 +88,9 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, SQLAlchemyError) or module in {"psycopg", "sqlite3", "aiosqlite"}
 
 
+_APPEND_KEY_INDEX = "ix_messages_session_id_owner_append_key"
+
+
 def is_retryable(exc: BaseException) -> bool:
     """A transient contention error worth retrying the whole operation for."""
     if not is_database_error(exc):
@@ -99,9 +102,10 @@ def is_retryable(exc: BaseException) -> bool:
         or "database table is locked" in message
         or "deadlock detected" in message
         or "could not serialize access" in message
-        # Two calls with one idempotency key raced (one rolled back whole): the retry finds
-        # the winner's messages and returns its version.
-        or "ix_messages_session_id_owner_append_key" in message
+        # An append met its key on the unique index: two calls with one idempotency key
+        # raced (one rolled back whole), or a repeated call's unguarded statement found the
+        # key landed. The retry (guarded) finds those messages and returns the version.
+        or _APPEND_KEY_INDEX in message
         or "unique constraint failed: messages.session_id, messages.owner, messages.append_key"
         in message
     )
@@ -135,7 +139,8 @@ def retry_delay_or_raise(
     delay = next(delays, None) if stale or is_retryable(exc) else None
     if delay is None:
         raise wrap_error(exc, url) from exc
-    return delay
+    # An append whose key already landed: nothing to wait for, the retry (guarded) finds it.
+    return 0.0 if _APPEND_KEY_INDEX in str(exc) else delay
 
 
 _MISSING_OBJECT_SQLSTATES = {"42P01", "42703", "3F000"}  # undefined table, column, schema

@@ -582,8 +582,11 @@ class StoreCore:
             else self._append_in_transaction
         )
         append_one = self._append_one if single_statement else None
+        attempts = 0
 
         def steps(tx: Transaction) -> Steps[int]:
+            nonlocal attempts
+            attempts += 1
             now = utcnow()
             params: dict[str, Any] = {
                 "sid": session_id,
@@ -615,11 +618,15 @@ class StoreCore:
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
-            row = (yield statement, params).first()
             creating = self._creating.get(statement) if single_statement else None
-            if row is None and creating is not None:  # no live session advanced: create it
-                statement = creating  # (or advance it, if another writer created it meanwhile)
-                row = (yield statement, params).first()
+            if creating is not None and attempts > 1:
+                # A retry: the key may have landed (a reply lost after commit, or the unguarded
+                # statement failed on the key's unique index): the upsert writes nothing then.
+                statement = creating
+            row = (yield statement, params).first()
+            if row is None and creating is not None and statement is not creating:
+                statement = creating  # no live session advanced: create it (or advance it, if
+                row = (yield statement, params).first()  # another writer created it meanwhile)
             if row is None:  # wrote nothing: did this key land already (a retry)?
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
