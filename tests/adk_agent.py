@@ -14,6 +14,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from google.adk.agents import LlmAgent
+from google.adk.events.event import Event
+from google.adk.events.event_actions import EventActions
 from google.adk.models.base_llm import BaseLlm
 from google.adk.models.llm_request import LlmRequest
 from google.adk.models.llm_response import LlmResponse
@@ -93,6 +95,23 @@ async def run_turn(
     ):
         events.append(event.model_dump(mode="json", exclude_none=True))
     return events
+
+
+def event(text: str, delta: dict[str, Any] | None = None, *, ts: float | None = None) -> Event:
+    """A user event carrying `text`, as a test appends it by hand (state `delta`, `ts`)."""
+    extra: dict[str, Any] = {} if ts is None else {"timestamp": ts}
+    return Event(
+        author="user",
+        invocation_id="inv",
+        content=types.Content(role="user", parts=[types.Part(text=text)]),
+        actions=EventActions(state_delta=delta or {}),
+        **extra,
+    )
+
+
+def texts(session: Any) -> list[str]:
+    """The text of each event of an ADK session, in order."""
+    return [e.content.parts[0].text for e in session.events]
 
 
 async def _print_events(url: str, app: str, user: str, session: str) -> None:

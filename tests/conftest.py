@@ -55,7 +55,7 @@ from citus_provision import provision_citus, temporary_schema
 from citus_provision import with_search_path as _citus_search_path
 from pgbouncer_provision import provision_pgbouncer, through_pgbouncer
 from postgres_provision import provision_postgres, temporary_database
-from store_fixtures import BlockingAsyncStore, StoreOpener
+from store_fixtures import StoreOpener, stores_of_kind
 
 REQUIRE_ENV = "SQLSESSIONS_REQUIRE_POSTGRES"
 _PGBOUNCER_FIXTURES = {"pgbouncer_url", "pgbouncer_server_url"}
@@ -413,28 +413,14 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 def open_store(migrated_url: str, store_kind: str, db_schema: str | None) -> Iterator[StoreOpener]:
     """A factory `open_store(**StoreConfig options)` for stores on the test database;
     async stores come wrapped so the same test body drives them."""
-    import asyncio
-
-    from sqlsessions import AsyncStore, Store, StoreConfig
-
-    loop = asyncio.new_event_loop() if store_kind == "async" else None
-    opened: list[Any] = []
+    from sqlsessions import StoreConfig
 
     def open_one(**options: Any) -> Any:
         options.setdefault("schema", db_schema)
-        config = StoreConfig(url=options.pop("url", migrated_url), **options)
-        if loop is None:
-            store: Any = Store(config)
-        else:
-            store = BlockingAsyncStore(AsyncStore(config), loop)
-        opened.append(store)
-        return store
+        return make(StoreConfig(url=options.pop("url", migrated_url), **options))
 
-    yield open_one
-    for store in opened:
-        store.close()
-    if loop is not None:
-        loop.close()
+    with stores_of_kind(store_kind) as make:
+        yield open_one
 
 
 @pytest.fixture

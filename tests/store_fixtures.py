@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from sqlsessions import AsyncStore
+from sqlsessions import AsyncStore, Store, StoreConfig
 
 
 class BlockingAsyncStore:
@@ -100,3 +100,24 @@ def recorded_statements(engine: Any) -> Iterator[StatementLog]:
 
 
 StoreOpener = Callable[..., Any]
+
+
+@contextmanager
+def stores_of_kind(store_kind: str) -> Iterator[Callable[[StoreConfig], Any]]:
+    """`make(config)`: a `Store`, or (`store_kind == "async"`) an `AsyncStore` driven blocking
+    like one; every store made is closed, and the private event loop with them, afterwards."""
+    loop = asyncio.new_event_loop() if store_kind == "async" else None
+    opened: list[Any] = []
+
+    def make(config: StoreConfig) -> Any:
+        store: Any = Store(config) if loop is None else BlockingAsyncStore(AsyncStore(config), loop)
+        opened.append(store)
+        return store
+
+    try:
+        yield make
+    finally:
+        for store in opened:
+            store.close()
+        if loop is not None:
+            loop.close()

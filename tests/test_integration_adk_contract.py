@@ -11,10 +11,10 @@ from google.adk.errors import StaleSessionError
 from google.adk.errors.already_exists_error import AlreadyExistsError
 from google.adk.errors.session_not_found_error import SessionNotFoundError as AdkNotFound
 from google.adk.events.event import Event
-from google.adk.events.event_actions import EventActions
 from google.adk.sessions.base_session_service import GetSessionConfig
 from google.genai import types
 
+from adk_agent import event, texts
 from sqlsessions import AsyncStore, Store
 from sqlsessions.integrations.adk import SqlSessionService
 
@@ -30,21 +30,6 @@ def run(url: str, body: Callable[[SqlSessionService], Awaitable[T]]) -> T:
             return await body(service)
 
     return asyncio.run(main())
-
-
-def event(text: str, *, ts: float | None = None, delta: dict[str, Any] | None = None) -> Event:
-    extra: dict[str, Any] = {} if ts is None else {"timestamp": ts}
-    return Event(
-        author="user",
-        invocation_id="inv",
-        content=types.Content(role="user", parts=[types.Part(text=text)]),
-        actions=EventActions(state_delta=delta or {}),
-        **extra,
-    )
-
-
-def texts(session: Any) -> list[str]:
-    return [e.content.parts[0].text for e in session.events]
 
 
 def test_create_session_keeps_a_given_id_and_generates_one_otherwise(migrated_url: str) -> None:

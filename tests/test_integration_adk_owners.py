@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from google.adk.errors.already_exists_error import AlreadyExistsError
 from google.adk.errors.input_validation_error import InputValidationError
 from google.adk.errors.session_not_found_error import SessionNotFoundError as AdkNotFound
-from google.adk.events.event import Event
-from google.adk.events.event_actions import EventActions
 from google.adk.sessions.base_session_service import GetSessionConfig
-from google.genai import types
 
+from adk_agent import event, texts
 from app_role import application_role
 from sqlsessions import (
     AsyncStore,
@@ -44,19 +42,6 @@ def run(url: str, body: Callable[[SqlSessionService, AsyncStore], Awaitable[T]])
             await store.close()
 
     return asyncio.run(main())
-
-
-def event(text: str, delta: dict[str, Any] | None = None) -> Event:
-    return Event(
-        author="user",
-        invocation_id="inv",
-        content=types.Content(role="user", parts=[types.Part(text=text)]),
-        actions=EventActions(state_delta=delta or {}),
-    )
-
-
-def texts(session: Any) -> list[str]:
-    return [e.content.parts[0].text for e in session.events]
 
 
 def test_an_adk_session_is_the_users_session_of_the_app_under_adks_own_id(

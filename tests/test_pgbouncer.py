@@ -11,7 +11,6 @@ client's statement runs. The whole store behaviour suite also runs through PgBou
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,9 +19,9 @@ import pytest
 from sqlalchemy import Engine, event, make_url, text
 from typer.testing import CliRunner
 
-from sqlsessions import AsyncStore, InvalidInputError, Message, Role, Store, StoreConfig, migrate
+from sqlsessions import InvalidInputError, Message, Role, Store, StoreConfig, migrate
 from sqlsessions.cli import app
-from store_fixtures import BlockingAsyncStore
+from store_fixtures import BlockingAsyncStore, stores_of_kind
 
 ROUNDS = 12
 """Executions of each statement per client: well above psycopg's default threshold (5)."""
@@ -41,20 +40,8 @@ StoreFactory = Callable[..., Any]
 @pytest.fixture
 def open_store_at(store_kind: str) -> Iterator[StoreFactory]:
     """`open_store_at(url, **StoreConfig options)`: a Store, or an AsyncStore driven blocking."""
-    loop = asyncio.new_event_loop() if store_kind == "async" else None
-    opened: list[Any] = []
-
-    def open_one(url: str, **options: Any) -> Any:
-        config = StoreConfig(url=url, **options)
-        store: Any = Store(config) if loop is None else BlockingAsyncStore(AsyncStore(config), loop)
-        opened.append(store)
-        return store
-
-    yield open_one
-    for store in opened:
-        store.close()
-    if loop is not None:
-        loop.close()
+    with stores_of_kind(store_kind) as make:
+        yield lambda url, **options: make(StoreConfig(url=url, **options))
 
 
 def with_threshold(url: str, value: str) -> str:

@@ -42,7 +42,7 @@ from sqlsessions.row_security import (
     row_scope_statement,
     row_security_status,
 )
-from store_fixtures import BlockingAsyncStore
+from store_fixtures import BlockingAsyncStore, stores_of_kind
 
 OWNERS = ("acme", "globex")
 SHARED_ID = "chat-1"
@@ -91,25 +91,10 @@ StoreFactory = Callable[..., Any]
 @pytest.fixture
 def open_app_store(store_kind: str) -> Iterator[StoreFactory]:
     """`open_app_store(url, owner, **options)`: a row-secured store scoped to `owner`."""
-    loop = asyncio.new_event_loop() if store_kind == "async" else None
-    opened: list[Any] = []
-
-    def open_one(url: str, owner: str, **options: Any) -> Any:
-        config = StoreConfig(url=url, row_security=True, **options)
-        if loop is None:
-            root: Any = Store(config)
-            store = root.scoped(owner)
-        else:
-            root = BlockingAsyncStore(AsyncStore(config), loop)
-            store = BlockingAsyncStore(root.async_store.scoped(owner), loop)
-        opened.append(root)
-        return store
-
-    yield open_one
-    for store in opened:
-        store.close()
-    if loop is not None:
-        loop.close()
+    with stores_of_kind(store_kind) as make:
+        yield lambda url, owner, **options: make(
+            StoreConfig(url=url, row_security=True, **options)
+        ).scoped(owner)
 
 
 # --- the database enforces the scope --------------------------------------------------------

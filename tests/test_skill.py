@@ -502,6 +502,12 @@ def test_metadata_set_retries_when_another_writer_saved_first_and_keeps_both_cha
 
     config = StoreConfig(url=migrated_url)
 
+    def another_writer_saves(session_id: str) -> None:
+        with Store(config) as other:
+            theirs = other.get(session_id)
+            theirs.set_metadata("theirs", 1)
+            other.save(theirs)
+
     class RacedStore(Store):
         """A store whose first save loses a race against another writer."""
 
@@ -510,10 +516,7 @@ def test_metadata_set_retries_when_another_writer_saved_first_and_keeps_both_cha
         def save(self, session: Session) -> None:
             if not self.raced:
                 self.raced = True
-                with Store(config) as other:
-                    theirs = other.get(session.id)
-                    theirs.set_metadata("theirs", 1)
-                    other.save(theirs)
+                another_writer_saves(session.id)
             super().save(session)
 
     class RacedAsyncStore(AsyncStore):
@@ -522,10 +525,7 @@ def test_metadata_set_retries_when_another_writer_saved_first_and_keeps_both_cha
         async def save(self, session: Session) -> None:
             if not self.raced:
                 self.raced = True
-                with Store(config) as other:
-                    theirs = other.get(session.id)
-                    theirs.set_metadata("theirs", 1)
-                    other.save(theirs)
+                another_writer_saves(session.id)
             await super().save(session)
 
     arguments = {"session_id": "raced", "key": "mine", "value": "2"}

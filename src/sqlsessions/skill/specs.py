@@ -24,22 +24,6 @@ MAX_METADATA_KEY_LENGTH = 255
 MAX_METADATA_VALUE_LENGTH = 65_536
 """The longest metadata value a model may set, in characters of its JSON text."""
 
-ALL_TOOLS = frozenset(
-    {
-        "sessions_list",
-        "sessions_history",
-        "sessions_get",
-        "sessions_clear",
-        "sessions_delete",
-        "sessions_metadata_set",
-        "sessions_metadata_get",
-    }
-)
-READ_TOOLS = frozenset(
-    {"sessions_list", "sessions_history", "sessions_get", "sessions_metadata_get"}
-)
-DESTRUCTIVE_TOOLS = frozenset({"sessions_clear", "sessions_delete"})
-DEFAULT_TOOLS = READ_TOOLS | {"sessions_metadata_set"}
 TOOL_ORDER = (
     "sessions_list",
     "sessions_history",
@@ -49,6 +33,13 @@ TOOL_ORDER = (
     "sessions_metadata_set",
     "sessions_metadata_get",
 )
+"""Every tool, in the Go package's order (the order tools are offered in)."""
+ALL_TOOLS = frozenset(TOOL_ORDER)
+READ_TOOLS = frozenset(
+    {"sessions_list", "sessions_history", "sessions_get", "sessions_metadata_get"}
+)
+DESTRUCTIVE_TOOLS = frozenset({"sessions_clear", "sessions_delete"})
+DEFAULT_TOOLS = READ_TOOLS | {"sessions_metadata_set"}
 
 
 class BadArguments(Exception):
