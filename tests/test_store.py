@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.dialects import sqlite
 
 from sqlsessions import (
     ConflictError,
@@ -16,6 +18,8 @@ from sqlsessions import (
     Role,
     Session,
     SessionNotFoundError,
+    Store,
+    StoreConfig,
     ToolCall,
     ToolFunction,
 )
@@ -344,6 +348,54 @@ def test_save_rejects_non_json_metadata_naming_the_key(store: Any, open_store: A
     with pytest.raises(InvalidInputError, match=r"metadata\[when\]"):
         store.save(session)
     assert open_store().get_if_exists("badmeta").metadata == {}
+
+
+def test_a_save_refuses_a_nested_key_that_is_not_a_string_though_its_json_text_is_unchanged(
+    store: Any, open_store: Any
+) -> None:
+    session = store.get("intkey")
+    session.set_metadata("user", {"1": "x"})
+    store.save(session)
+    session.metadata["user"] = {1: "x"}  # JSON writes it as {"1": "x"}: the stored text
+    with pytest.raises(InvalidInputError, match=r"metadata\[user\]"):
+        store.save(session)
+    assert open_store().get_if_exists("intkey").metadata == {"user": {"1": "x"}}
+
+
+def test_a_metadata_value_changed_to_an_equal_number_of_another_type_is_saved(
+    store: Any, open_store: Any
+) -> None:
+    session = store.get("numbers")
+    session.metadata.update({"ratio": 1, "flag": 0, "items": [1, 2]})
+    store.save(session)
+    session.metadata.update({"ratio": 1.0, "flag": False, "items": (1, 2)})  # == in Python
+    store.save(session)
+    loaded = open_store().get_if_exists("numbers").metadata
+    assert loaded == {"ratio": 1.0, "flag": False, "items": [1, 2]}
+    assert type(loaded["ratio"]) is float and loaded["flag"] is False
+
+
+def test_sqlite_keeps_timestamps_as_the_text_sqlalchemys_datetime_writes(sqlite_url: str) -> None:
+    # Databases written by earlier versions, and SQL comparing these columns as text, rely
+    # on one format: "YYYY-MM-DD HH:MM:SS.ffffff", UTC, microseconds always present.
+    with Store(StoreConfig(url=sqlite_url)) as store:
+        session = store.get("stamps")
+        session.created_at = datetime(999, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+        session.add_message(Role.USER, "hi")
+        store.save(session)
+        store.append("stamps", Message(role=Role.ASSISTANT, content="hello"))
+        loaded = store.get_if_exists("stamps")
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        head = conn.execute(text("SELECT created_at, updated_at, expires_at FROM sessions")).one()
+        stamps = conn.execute(text("SELECT created_at FROM messages ORDER BY seq")).scalars()
+        written = [*head, *stamps]
+    engine.dispose()
+    as_sqlalchemy_writes = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert head.created_at == "0999-01-02 01:04:05.000000"
+    assert head.updated_at == as_sqlalchemy_writes(loaded.updated_at.replace(tzinfo=None))
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", t) for t in written)
+    assert loaded.created_at == datetime(999, 1, 2, 1, 4, 5, tzinfo=timezone.utc)
 
 
 # --- delete / list / touch / cache -----------------------------------------------------------

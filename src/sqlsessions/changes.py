@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -106,8 +107,15 @@ class SavePlan:
     """True when this save does more than append (the cache cannot catch up by appending)."""
 
 
-def metadata_as_json(metadata: dict[str, Any]) -> dict[str, str]:
-    """Each metadata value as canonical JSON text; InvalidInputError names a bad key or value."""
+def metadata_as_json(
+    metadata: dict[str, Any], stored: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Each metadata value as canonical JSON text; InvalidInputError names a bad key or value.
+
+    `stored` (what a state holds) comes back as is when `metadata` still holds exactly that:
+    one encoding of the whole dict instead of checking and encoding each value."""
+    if stored is not None and _holds_exactly(metadata, stored):
+        return stored
     if not isinstance(metadata, dict):
         raise InvalidInputError("metadata", "must be a dict of string keys to JSON values")
     encoded: dict[str, str] = {}
@@ -115,6 +123,19 @@ def metadata_as_json(metadata: dict[str, Any]) -> dict[str, str]:
         check_metadata_entry(key, value)
         encoded[key] = json_text(value)
     return encoded
+
+
+def _holds_exactly(metadata: Any, stored: dict[str, str]) -> bool:
+    """Whether `metadata` is the stored metadata: the same canonical text, and a dict that
+    decoding that text gives back (a key that is not a string, at any depth, would not be)."""
+    if type(metadata) is not dict or len(metadata) != len(stored):
+        return False
+    try:
+        text = json_text(metadata)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    stored_text = ",".join([f"{json.dumps(key)}:{value}" for key, value in sorted(stored.items())])
+    return text == f"{{{stored_text}}}" and bool(json.loads(text) == metadata)
 
 
 def check_new_messages(new_messages: list[Message], offset: int) -> None:
@@ -176,7 +197,7 @@ def plan_save(state: StoredState, session: Session) -> SavePlan:
         keep_from, keep_to = state.seq_log[k], state.seq_log[k + j - 1]
     else:
         keep_from, keep_to = state.last_seq + 1, state.last_seq  # an empty range: drop all
-    metadata_json = metadata_as_json(session.metadata)
+    metadata_json = metadata_as_json(session.metadata, state.metadata_json)
     upserts = {
         key: text for key, text in metadata_json.items() if state.metadata_json.get(key) != text
     }

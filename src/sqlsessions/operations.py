@@ -111,6 +111,7 @@ def dialect_statements(dialect: str) -> dict[str, Executable]:
         "upsert_metadata": sql.upsert_metadata(dialect),
         "append_in_transaction": append_sql.upsert_session_for_append(dialect),
         "append_after_key_check": append_sql.upsert_session_values_for_append(dialect),
+        "advance_for_append": append_sql.advance_session_for_append(),
         **(
             {
                 "append_one": append_sql.append_one_statement(),
@@ -154,10 +155,13 @@ class StoreCore:
             for advance, create in (
                 ("append_one", "create_one"),
                 ("append_in_one_statement", "create_in_one_statement"),
+                ("advance_for_append", "append_after_key_check"),
             )
             if advance in built
         }
-        """Each one-statement append's variant that may create the session (PostgreSQL)."""
+        """Each append statement that only advances a live session, and its variant that
+        may create it."""
+        self._advance_for_append = built["advance_for_append"]
         self._append_in_transaction = built["append_in_transaction"]
         self._append_statement: Executable = built.get(
             "append_in_one_statement", self._append_in_transaction
@@ -454,6 +458,7 @@ class StoreCore:
             rewrite_version=version if plan.rewrites else state.rewrite_version,
             last_seq=last_seq,
             message_count=plan.kept + len(plan.new_messages),
+            incarnation=state.incarnation,  # the row stays; a new token would go unused
         )
         update_params = {f"v_{name}": params[name] for name in sql.SESSION_WRITE_COLUMNS}
         update_params.update(
@@ -574,12 +579,18 @@ class StoreCore:
         # Citus cannot route the upsert's in-statement guard against a landed key (a subquery
         # whose parameters reach the worker untyped): check the key first, then upsert.
         key_first = self.dialect == "postgresql" and not single_statement
+        # SQLite has no connection to drop between a commit and its reply: an attempt that
+        # failed wrote nothing, so a key the store made up would never be looked for. Only
+        # the caller's own key is stored (and its index entry and guard paid for) there.
+        keyed = idempotency_key is not None or self.dialect != "sqlite"
         append_statement = (
             self._append_statement
             if single_statement
             else self._append_after_key_check
             if key_first
             else self._append_in_transaction
+            if keyed
+            else self._advance_for_append
         )
         append_one = self._append_one if single_statement else None
         attempts = 0
@@ -618,8 +629,8 @@ class StoreCore:
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
-            creating = self._creating.get(statement) if single_statement else None
-            if creating is not None and attempts > 1:
+            creating = self._creating.get(statement)
+            if creating is not None and attempts > 1 and keyed:
                 # A retry: the key may have landed (a reply lost after commit, or the unguarded
                 # statement failed on the key's unique index): the upsert writes nothing then.
                 statement = creating
@@ -627,7 +638,7 @@ class StoreCore:
             if row is None and creating is not None and statement is not creating:
                 statement = creating  # no live session advanced: create it (or advance it, if
                 row = (yield statement, params).first()  # another writer created it meanwhile)
-            if row is None:  # wrote nothing: did this key land already (a retry)?
+            if row is None and keyed:  # wrote nothing: did this key land already (a retry)?
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
@@ -640,7 +651,7 @@ class StoreCore:
             if not single_statement:
                 first_seq = row.last_seq - n + 1
                 yield from self._insert_messages(
-                    session_id, first_seq, new_messages, now, append_key
+                    session_id, first_seq, new_messages, now, append_key if keyed else None
                 )
             return int(row.version)
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -44,20 +45,39 @@ metadata = MetaData(
 )
 
 
+class _SQLiteTimestampText(sqlite.DATETIME):
+    """SQLite's DATETIME, bound as text `UTCDateTime` has already formatted."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+_SQLITE_TIMESTAMP_TEXT: Any = _SQLiteTimestampText()  # type: ignore[no-untyped-call]
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp, always UTC in Python; stored as naive UTC text on SQLite."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLITE_TIMESTAMP_TEXT)
+        return dialect.type_descriptor(self.impl)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         elif value.tzinfo is not timezone.utc:
             value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            # The text SQLAlchemy's SQLite DATETIME writes ("2026-01-02 03:04:05.000006"),
+            # formatted in C: a save binds five timestamps.
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -21,9 +21,12 @@ CHAT_KIND = "message"
 """The kind of a chat message; any other kind is a framework item the analytics views skip."""
 
 
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
 def json_text(value: Any) -> str:
     """JSON as sqlsessions stores it: compact, keys sorted, so equal values are equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _canonical_json(value)
 
 
 def numeric_safe_json_text(value: Any) -> str:
