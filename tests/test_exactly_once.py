@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,6 @@ from sqlalchemy import event, make_url
 from fault_workers import opened_store, run_sql
 from reply_dropping_proxy import ReplyDroppingProxy, reply_dropping_proxy
 from sqlsessions import InvalidInputError, Message, Role, ToolCall, ToolFunction, migrate
-from sqlsessions.tokens import new_token
 
 KINDS = ["sync", "async"]
 
@@ -131,20 +129,3 @@ def test_appends_create_advance_and_revive_a_session_and_keep_its_incarnation(
     assert store.append("s", user("revives")) == 1
     assert incarnation() != created  # an expired session is replaced by a new one
     assert contents(open_store().get("s")) == ["revives"]
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="the platform cannot fork")
-def test_a_forked_worker_never_makes_the_append_keys_its_parent_makes() -> None:
-    new_token()  # the parent has drawn its prefix and started counting before it forks
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: three keys to the pipe, then leave without pytest's teardown
-        os.write(write_end, " ".join(new_token() for _ in range(3)).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        child = pipe.read().split()
-    os.waitpid(pid, 0)
-    parent = [new_token() for _ in range(3)]
-    assert len(child) == 3 and not set(child) & set(parent)
-    assert len(set(parent)) == 3 and all(len(key) == 32 for key in child + parent)

@@ -8,6 +8,7 @@ SQLite and Citus in a short transaction of single-row statements (`upsert_sessio
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,13 +50,12 @@ from sqlsessions.statements import (
     scope_agent_param,
     this_session,
 )
-from sqlsessions.tokens import new_token
 from sqlsessions.validation import numeric_safe_json_text
 
 
 def new_append_key() -> str:
     """A fresh idempotency key for one `append` call."""
-    return new_token()
+    return secrets.token_hex(16)
 
 
 # --- append: positions assigned inside the database ----------------------------------------

@@ -7,6 +7,7 @@ sync and async stores execute exactly these.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from sqlsessions.models import Message, Role, ToolCall, ToolFunction, trusted_values
 from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
-from sqlsessions.tokens import new_token
 
 ROLES = {role.value: role for role in Role}
 S = sessions.c
@@ -235,7 +235,7 @@ dialect_insert = _dialect_insert
 
 def new_incarnation() -> str:
     """A fresh random token for a newly created session row."""
-    return new_token()
+    return secrets.token_hex(16)
 
 
 def session_row_params(
