@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,22 @@ from sqlsessions.models import Message, MessageList, Session, check_metadata_ent
 from sqlsessions.schema import json_text
 
 _LOG_LOCK = threading.Lock()
+
+
+class StoredMetadata(dict[str, str]):
+    """Metadata as stored: each key's value as canonical JSON text. Never changed once built,
+    so the whole dict's text and a private decoded copy of it are worked out once, for the
+    saves that check whether a session's metadata is still exactly this."""
+
+    _whole: tuple[str, dict[str, Any]] | None = None
+
+    def whole(self) -> tuple[str, dict[str, Any]]:
+        """(the canonical text of the whole dict, a fresh decoded copy of it)."""
+        if self._whole is None:
+            inner = ",".join([f"{json.dumps(key)}:{text}" for key, text in sorted(self.items())])
+            text = f"{{{inner}}}"
+            self._whole = (text, json.loads(text))
+        return self._whole
 
 
 @dataclass(frozen=True)
@@ -37,7 +53,7 @@ class StoredState:
     count: int
     seq_log: list[int]
     message_log: list[Message]
-    metadata_json: dict[str, str] = field(default_factory=dict)
+    metadata_json: StoredMetadata = field(default_factory=StoredMetadata)
     incarnation: str = ""
     """The token of the stored row this state belongs to: a session deleted (or expired) and
     created again under the same id restarts at version 1 with another token."""
@@ -76,13 +92,14 @@ class StoredState:
             else:  # another state already grew the shared logs: branch off
                 seq_log = self.seq_log[: self.count] + seqs
                 message_log = self.message_log[: self.count] + messages
-        return replace(
-            self,
-            seq_log=seq_log,
-            message_log=message_log,
-            count=self.count + len(messages),
-            **changes,
+        # dataclasses.replace re-runs every field through __init__; a copy of the fields
+        # costs a third of that, on every save and append.
+        later = object.__new__(StoredState)
+        vars(later).update(vars(self))
+        vars(later).update(
+            seq_log=seq_log, message_log=message_log, count=self.count + len(messages), **changes
         )
+        return later
 
 
 @dataclass(frozen=True)
@@ -108,34 +125,33 @@ class SavePlan:
 
 
 def metadata_as_json(
-    metadata: dict[str, Any], stored: dict[str, str] | None = None
-) -> dict[str, str]:
+    metadata: dict[str, Any], stored: StoredMetadata | None = None
+) -> StoredMetadata:
     """Each metadata value as canonical JSON text; InvalidInputError names a bad key or value.
 
     `stored` (what a state holds) comes back as is when `metadata` still holds exactly that:
-    one encoding of the whole dict instead of checking and encoding each value."""
+    one comparison and one encoding of the whole dict instead of checking each value."""
     if stored is not None and _holds_exactly(metadata, stored):
         return stored
     if not isinstance(metadata, dict):
         raise InvalidInputError("metadata", "must be a dict of string keys to JSON values")
-    encoded: dict[str, str] = {}
+    encoded = StoredMetadata()
     for key, value in metadata.items():
         check_metadata_entry(key, value)
         encoded[key] = json_text(value)
     return encoded
 
 
-def _holds_exactly(metadata: Any, stored: dict[str, str]) -> bool:
-    """Whether `metadata` is the stored metadata: the same canonical text, and a dict that
-    decoding that text gives back (a key that is not a string, at any depth, would not be)."""
+def _holds_exactly(metadata: Any, stored: StoredMetadata) -> bool:
+    """Whether `metadata` is the stored metadata: equal to a decoded copy of it (so every key,
+    at any depth, is a string) and encoding to the same text (so 1, 1.0 and true differ)."""
     if type(metadata) is not dict or len(metadata) != len(stored):
         return False
+    text, values = stored.whole()
     try:
-        text = json_text(metadata)
-    except (TypeError, ValueError, RecursionError):
+        return bool(metadata == values) and json_text(metadata) == text
+    except Exception:  # a value that cannot be compared or encoded: let the full check say
         return False
-    stored_text = ",".join([f"{json.dumps(key)}:{value}" for key, value in sorted(stored.items())])
-    return text == f"{{{stored_text}}}" and bool(json.loads(text) == metadata)
 
 
 def check_new_messages(new_messages: list[Message], offset: int) -> None:

@@ -11,6 +11,7 @@ while statement-level event listeners (e.g. tracing instrumentation) are attache
 from __future__ import annotations
 
 import functools
+import operator
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -32,20 +33,21 @@ class PreparedStatement:
     sql: str
     defaults: dict[str, Any]
     """Every bind name, with the value of those the statement fixes (literals)."""
-    positional: tuple[str, ...] | None
     bind_processors: tuple[tuple[str, Processor], ...]
     row_type: Any
     result_processors: tuple[tuple[int, Processor], ...]
     """(column index, processor) of the result columns that have one."""
     make_row: Callable[[Any], Any] | None
     """A named row from a driver row, in C (`tuple.__new__` of the row type)."""
+    in_order: Callable[[dict[str, Any]], tuple[Any, ...]] | None
+    """The positional parameters from the named ones, in C (an itemgetter)."""
 
     def parameters(self, params: dict[str, Any]) -> Any:
         values = {**self.defaults, **params}
         for name, process in self.bind_processors:
             values[name] = process(values[name])
-        if self.positional is not None:
-            return tuple([values[name] for name in self.positional])
+        if self.in_order is not None:
+            return self.in_order(values)
         return values
 
 
@@ -132,7 +134,6 @@ class StatementCache:
         prepared = PreparedStatement(
             sql=self._binary_arrays(compiled.string, binds),
             defaults={name: bind.effective_value for name, bind in binds.items()},
-            positional=tuple(compiled.positiontup) if compiled.positional else None,
             bind_processors=processors,
             row_type=row_type,
             result_processors=tuple(
@@ -145,6 +146,7 @@ class StatementCache:
                 )
             ),
             make_row=functools.partial(tuple.__new__, row_type) if row_type else None,
+            in_order=_positional_getter(compiled.positiontup) if compiled.positional else None,
         )
         self._prepared[id(statement)] = (statement, prepared)
         return prepared
@@ -323,6 +325,16 @@ class AsyncDirectExecutor:
             return DirectResult(cursor.rowcount, [])
 
         return execute
+
+
+def _positional_getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function that takes the values of `names`, in order, from a dict, as a tuple."""
+    if len(names) == 1:  # itemgetter of one name returns the value, not a 1-tuple
+        (name,) = names
+        return lambda values: (values[name],)
+    if not names:
+        return lambda values: ()
+    return operator.itemgetter(*names)
 
 
 def _connection_is_dead(connection: Any) -> bool:

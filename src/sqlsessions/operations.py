@@ -21,7 +21,13 @@ from sqlalchemy import Executable
 from sqlsessions import append_statements as append_sql
 from sqlsessions import statements as sql
 from sqlsessions.cache import DEFAULT_CACHE_SIZE, SessionCache
-from sqlsessions.changes import StoredState, check_new_messages, metadata_as_json, plan_save
+from sqlsessions.changes import (
+    StoredMetadata,
+    StoredState,
+    check_new_messages,
+    metadata_as_json,
+    plan_save,
+)
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
 from sqlsessions.models import (
     Message,
@@ -484,10 +490,12 @@ class StoreCore:
             )
         yield from self._insert_messages(session.id, state.last_seq + 1, plan.new_messages, now)
         yield from self._write_metadata(session.id, plan.metadata_upserts, plan.metadata_deletes)
-        metadata_json = {
-            k: v for k, v in state.metadata_json.items() if k not in plan.metadata_deletes
-        }
-        metadata_json.update(plan.metadata_upserts)
+        metadata_json = state.metadata_json
+        if plan.metadata_upserts or plan.metadata_deletes:
+            kept_metadata = {
+                k: v for k, v in metadata_json.items() if k not in plan.metadata_deletes
+            }
+            metadata_json = StoredMetadata({**kept_metadata, **plan.metadata_upserts})
         new_seqs = list(range(state.last_seq + 1, last_seq + 1))
         changes: dict[str, Any] = {
             "agent_id": session.agent_id,
@@ -605,7 +613,6 @@ class StoreCore:
                 "now": now,
                 "expires_at": self.expiry(now),
                 "append_key": append_key,
-                "new_incarnation": sql.new_incarnation(),  # used only if this creates the row
                 **self.scope.params,
             }
             statement = append_statement
@@ -634,10 +641,15 @@ class StoreCore:
                 # A retry: the key may have landed (a reply lost after commit, or the unguarded
                 # statement failed on the key's unique index): the upsert writes nothing then.
                 statement = creating
+            if statement not in self._creating:  # this statement may create the row
+                params["new_incarnation"] = sql.new_incarnation()
             row = (yield statement, params).first()
             if row is None and creating is not None and statement is not creating:
-                statement = creating  # no live session advanced: create it (or advance it, if
-                row = (yield statement, params).first()  # another writer created it meanwhile)
+                # No live session advanced: create it (or advance it, if another writer
+                # created it meanwhile).
+                statement = creating
+                params["new_incarnation"] = sql.new_incarnation()
+                row = (yield statement, params).first()
             if row is None and keyed:  # wrote nothing: did this key land already (a retry)?
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
