@@ -45,7 +45,6 @@ from bench.seed import (  # noqa: E402
 from citus_provision import provision_citus, temporary_schema  # noqa: E402
 from postgres_provision import provision_postgres, temporary_database  # noqa: E402
 from sqlsessions import Store, StoreConfig, migrate  # noqa: E402
-from sqlsessions import append_statements as append_sql  # noqa: E402
 
 TARGETS = ("postgresql", "citus")
 
@@ -147,15 +146,14 @@ def calls(stores: dict[str, Store], sizes: Sizes) -> dict[str, dict[str, Callabl
 
 
 def append_shapes(url: str, sizes: Sizes) -> float:
-    """How much slower PostgreSQL's one-statement append is on Citus than the short
-    transaction of single-shard statements the store uses there (the reason), interleaved."""
+    """How much slower PostgreSQL's one-call append (the append function) is on Citus than
+    the short transaction of single-shard statements the store uses there (the reason),
+    interleaved."""
     chosen, forced = Store(StoreConfig(url=url)), Store(StoreConfig(url=url))
     try:
         chosen.get("warm"), forced.get("warm")  # both detect Citus at first use
         core = forced._core  # private on purpose: force the shape the store would not pick
         core.citus = False
-        core._append_one = append_sql.append_one_statement(creating=True)
-        core._append_statement = append_sql.append_in_one_statement(creating=True)
         stats = interleaved(
             {
                 "two": lambda i: timed(lambda: chosen.append(f"t{i % 50}", user_message(i))),

@@ -87,8 +87,7 @@ def test_every_child_table_references_its_session_on_the_same_shard() -> None:
 
 def our_statements() -> Iterator[tuple[str, ClauseElement]]:
     """Every statement in `statements.py` and `append_statements.py`: module constants, and
-    each factory called for PostgreSQL (factories take no argument, a `dialect`, or the
-    append's `creating` flag: both of its variants)."""
+    each factory called for PostgreSQL (factories that take no argument or a `dialect`)."""
     for module in (statements, append_statements):
         for name, value in vars(module).items():
             if isinstance(value, ClauseElement):
@@ -99,10 +98,6 @@ def our_statements() -> Iterator[tuple[str, ClauseElement]]:
                     made = [(f"{name}()", value())]
                 elif parameters == ["dialect"]:
                     made = [(f"{name}()", value("postgresql"))]
-                elif parameters == ["creating"]:
-                    made = [
-                        (f"{name}(creating={flag})", value(creating=flag)) for flag in (False, True)
-                    ]
                 else:
                     continue
                 for label, statement in made:

@@ -240,7 +240,7 @@ def test_an_append_whose_connection_dies_before_it_runs_is_retried_and_lands_onc
 ) -> None:
     with opened_store(postgres_url, kind, auto_migrate=True) as store:
         store.append("log", Message(role=Role.USER, content="first"))
-        killer = backend_killer(store, "WITH HEAD AS (UPDATE SESSIONS")
+        killer = backend_killer(store, "SQLSESSIONS_APPEND(")
         killer.armed = True
         store.append("log", Message(role=Role.USER, content="second"))
         assert killer.killed

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from sqlsessions import SchemaNotReadyError, Store, StoreConfig, migrate
+from sqlsessions import Message, Role, SchemaNotReadyError, Store, StoreConfig, migrate
 from sqlsessions.migrate import check, current, downgrade, head_revision, history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +106,39 @@ def test_the_built_wheel_ships_the_migrations(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "sqlsessions/_migrations/env.py" in names
     assert "sqlsessions/_migrations/versions/0001_initial_schema.py" in names
+
+
+def append_functions(url: str) -> set[str]:
+    """The schemas holding a `sqlsessions_append` function."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(
+                    text(
+                        "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n"
+                        " ON n.oid = p.pronamespace WHERE p.proname = 'sqlsessions_append'"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_the_append_function_lives_in_the_stores_schema_and_leaves_with_its_migration(
+    postgres_url: str,
+) -> None:
+    migrate(postgres_url, schema="agents")
+    assert append_functions(postgres_url) == {"agents"}
+    # The URL does not put the schema on the search path: the store must name it.
+    with Store(StoreConfig(url=postgres_url, schema="agents")) as store:
+        store.append("s", Message(role=Role.USER, content="one"))  # creates the session
+        version = store.append(
+            "s",
+            Message(role=Role.ASSISTANT, content="two"),
+            Message(role=Role.USER, content="three"),
+        )
+        assert version == 2
+        assert [m.content for m in store.get("s").messages] == ["one", "two", "three"]
+    downgrade(postgres_url, "0008", schema="agents")
+    assert append_functions(postgres_url) == set()

@@ -51,7 +51,12 @@ class AsyncStore:
         self.config = config or StoreConfig()
         self._engine = engine or create_asyncio_engine(self.config)
         self._owns_engine = engine is None
-        self._core = StoreCore(self._engine.dialect.name, self.config.ttl, self.config.cache_size)
+        self._core = StoreCore(
+            self._engine.dialect.name,
+            self.config.ttl,
+            self.config.cache_size,
+            schema=self.config.schema,
+        )
         self._root = True
         self._ready = False
         self._ready_lock = asyncio.Lock()

@@ -1,7 +1,8 @@
 """The append's statements: positions assigned inside the database, exactly once.
 
-PostgreSQL appends in one statement (`append_in_one_statement`, `append_one_statement`);
-SQLite and Citus in a short transaction of single-row statements (`upsert_session_for_append`,
+PostgreSQL appends in one call of the `sqlsessions_append` function (`append_call`; the
+function is migration 0009's); SQLite and Citus in a short transaction of single-row
+statements (`advance_session_for_append` or `upsert_session_for_append`, or
 `upsert_session_values_for_append`, then the message rows of `statements`).
 """
 
@@ -14,31 +15,27 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Insert,
-    Integer,
     Select,
     Text,
     Update,
     and_,
     bindparam,
-    case,
     cast,
     column,
     exists,
     func,
-    insert,
     literal,
     literal_column,
-    null,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql import JSON
 
 from sqlsessions.models import Message
-from sqlsessions.schema import USAGE_FIELDS, messages, sessions, tool_calls
+from sqlsessions.schema import USAGE_FIELDS, sessions
 from sqlsessions.statements import (
     SESSION_WRITE_COLUMNS,
     M,
@@ -59,25 +56,6 @@ def new_append_key() -> str:
 
 
 # --- append: positions assigned inside the database ----------------------------------------
-
-
-MESSAGE_INSERT_COLUMNS = [
-    "session_id",
-    "owner",
-    "seq",
-    "role",
-    "content",
-    "name",
-    "tool_call_id",
-    "created_at",
-    "kind",
-    "item_format",
-    "item",
-    *USAGE_FIELDS,
-]
-
-
-APPENDED_MESSAGE_COLUMNS = (*MESSAGE_INSERT_COLUMNS, "append_key")
 
 
 def append_key_landed() -> Any:
@@ -169,140 +147,38 @@ def advance_session_for_append() -> Update:
     )
 
 
-def _append_head(creating: bool) -> Any:
-    head = upsert_session_for_append("postgresql") if creating else advance_session_for_append()
-    return head.cte("head")
+def append_call(schema: str | None = None) -> Select[Any]:
+    """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one call
+    of the `sqlsessions_append` function, which migration 0009 creates and documents: it
+    advances the live session (or, when none advanced or `guarded`, upserts it unless the
+    append's key already landed), inserts the messages and tool calls, and returns the new
+    `last_seq` and `version`, or no row when it wrote nothing.
 
-
-def _advanced_head(head: Any, *writes: Any) -> Select[Any]:
-    """The one-statement append's result: the advanced session row; no row when the append
-    wrote nothing (its key already landed, or the session is not live here), which the
-    caller tells apart with `select_append_landed`. Folding that read in as a second branch
-    cost every append its planning (~0.1 ms of server CPU) for the rare retry."""
-    return select(head.c.last_seq, head.c.version).add_cte(*writes)
-
-
-def append_in_one_statement(*, creating: bool = False) -> Select[Any]:
-    """PostgreSQL: the whole append (session bookkeeping, messages, tool calls) in one statement.
-
-    It advances a live session of the scope (`advance_session_for_append`, unguarded: a key
-    that already landed fails it on the unique index); `creating=True` builds the variant
-    that also creates the session and writes nothing when the key landed
-    (`upsert_session_for_append`), which the caller runs when the first wrote nothing and on
-    every retry: an upsert costs the server more to plan and run than the update every
-    later append needs.
-
-    Messages and tool calls arrive as two JSON documents (`append_json_params`), expanded by
-    `json_to_recordset`: the statement's text does not depend on how many are appended (it
-    is compiled once), and the driver sends two text parameters, where parallel arrays cost
-    psycopg a Python loop per element (and, in text, a regex substitution per quote).
-    """
-    head = _append_head(creating)
-    new_messages = (
-        func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON()))
-        .table_valued(
-            column("ord", BigInteger()),
-            *(column(name, Text()) for name in _APPENDED_TEXT_FIELDS),
-            *(column(name, BigInteger()) for name in USAGE_FIELDS[1:]),
-        )
-        .render_derived(name="new_messages", with_types=True)
-    )
-    first_seq = head.c.last_seq - bindparam("n")
-    sid = bindparam("sid", type_=S.id.type)
-    owner = owner_param()
-    append_key = bindparam("append_key", type_=M.append_key.type)  # on the first message
-    message_insert = insert(messages).from_select(
-        APPENDED_MESSAGE_COLUMNS,
-        select(
-            sid,
-            owner,
-            first_seq + new_messages.c.ord,
-            new_messages.c.role,
-            new_messages.c.content,
-            new_messages.c.name,
-            new_messages.c.tool_call_id,
-            bindparam("now", type_=M.created_at.type),
-            new_messages.c.kind,
-            new_messages.c.item_format,
-            cast(new_messages.c.item, JSONB()),
-            *(new_messages.c[name] for name in USAGE_FIELDS),
-            case((new_messages.c.ord == 1, append_key), else_=null()),
-        )
-        .select_from(head)
-        .join(new_messages, true()),
-    )
-    new_calls = (
-        func.json_to_recordset(cast(bindparam("calls", type_=Text()), JSON()))
-        .table_valued(
-            column("position", BigInteger()),
-            column("idx", Integer()),
-            *(column(name, Text()) for name in _APPENDED_CALL_FIELDS),
-        )
-        .render_derived(name="new_calls", with_types=True)
-    )
-    call_insert = insert(tool_calls).from_select(
-        [
-            "session_id",
-            "owner",
-            "message_seq",
-            "idx",
-            "call_id",
-            "type",
-            "function_name",
-            "arguments",
-        ],
-        select(
-            sid,
-            owner,
-            first_seq + new_calls.c.position,
-            new_calls.c.idx,
-            new_calls.c.call_id,
-            new_calls.c.type,
-            new_calls.c.function_name,
-            new_calls.c.arguments,
-        )
-        .select_from(head)
-        .join(new_calls, true()),
-    )
-    return _advanced_head(
-        head, message_insert.cte("inserted_messages"), call_insert.cte("inserted_calls")
-    )
-
-
-def append_one_statement(*, creating: bool = False) -> Select[Any]:
-    """PostgreSQL: append one message without tool calls in one statement, scalar parameters
-    (the common case, spared the JSON documents of `append_in_one_statement`; `creating` as
-    there)."""
-    head = _append_head(creating)
-    message_insert = insert(messages).from_select(
-        APPENDED_MESSAGE_COLUMNS,
-        select(
-            bindparam("sid", type_=S.id.type),
-            owner_param(),
-            head.c.last_seq,
-            bindparam("role", type_=M.role.type),
-            bindparam("content", type_=M.content.type),
-            bindparam("name", type_=M.name.type),
-            bindparam("tool_call_id", type_=M.tool_call_id.type),
-            bindparam("now", type_=M.created_at.type),
-            bindparam("kind", type_=M.kind.type),
-            bindparam("item_format", type_=M.item_format.type),
-            bindparam("item", type_=M.item.type),
-            *(bindparam(name, type_=M[name].type) for name in USAGE_FIELDS),
-            bindparam("append_key", type_=M.append_key.type),
-        ).select_from(head),
-    )
-    return _advanced_head(head, message_insert.cte("inserted"))
-
-
-_APPENDED_TEXT_FIELDS = (
-    "role", "content", "name", "tool_call_id", "kind", "item_format", "item", "model",
-)  # fmt: skip
-_APPENDED_CALL_FIELDS = ("call_id", "type", "function_name", "arguments")
+    A function because its plans live as long as the server connection: the store sends no
+    server-side prepared statements (they break behind a transaction-mode pooler), and the
+    statement this replaced was parsed and planned on every call (~0.2 ms of server CPU).
+    Messages and tool calls arrive as two JSON documents (`append_json_params`).
+    `schema` names the function's schema when the tables live in one (`StoreConfig.schema`:
+    a schema translate map does not reach function names)."""
+    function = getattr(func, schema).sqlsessions_append if schema else func.sqlsessions_append
+    call = function(
+        bindparam("sid", type_=S.id.type),
+        owner_param(),
+        scope_agent_param(),
+        bindparam("n", type_=S.last_seq.type),
+        bindparam("now", type_=S.updated_at.type),
+        bindparam("expires_at", type_=S.expires_at.type),
+        bindparam("append_key", type_=M.append_key.type),
+        bindparam("new_incarnation", type_=S.incarnation.type),
+        cast(bindparam("rows", type_=Text()), JSON()),
+        cast(bindparam("calls", type_=Text()), JSON()),
+        bindparam("guarded", type_=Boolean()),
+    ).table_valued(column("last_seq", BigInteger()), column("version", BigInteger()))
+    return select(call.c.last_seq, call.c.version)
 
 
 def append_json_params(new_messages: Sequence[Message]) -> dict[str, str]:
-    """The two JSON documents `append_in_one_statement` takes: a record per message (its
+    """The two JSON documents `append_call` takes: a record per message (its
     1-based position `ord`, item as JSON text) and per tool call (its message's position)."""
     rows: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []

@@ -36,7 +36,6 @@ from sqlsessions.models import (
     check_session_fields,
     check_session_id,
 )
-from sqlsessions.schema import USAGE_FIELDS
 from sqlsessions.scope import ROOT_SCOPE, Scope
 from sqlsessions.steps import Operation as Operation
 from sqlsessions.steps import Steps as Steps
@@ -109,25 +108,16 @@ def session_from_state(state: StoredState) -> Session:
 
 
 @functools.cache
-def dialect_statements(dialect: str) -> dict[str, Executable]:
-    """The statements built per dialect, built once per process: every store and every
-    scoped view shares them (so each is compiled once per engine, not once per view)."""
+def dialect_statements(dialect: str, schema: str | None = None) -> dict[str, Executable]:
+    """The statements built per dialect (and PostgreSQL schema), built once per process:
+    every store and every scoped view shares them (so each is compiled once per engine)."""
     return {
         "insert_session": sql.insert_session_if_absent(dialect),
         "upsert_metadata": sql.upsert_metadata(dialect),
         "append_in_transaction": append_sql.upsert_session_for_append(dialect),
         "append_after_key_check": append_sql.upsert_session_values_for_append(dialect),
         "advance_for_append": append_sql.advance_session_for_append(),
-        **(
-            {
-                "append_one": append_sql.append_one_statement(),
-                "append_in_one_statement": append_sql.append_in_one_statement(),
-                "create_one": append_sql.append_one_statement(creating=True),
-                "create_in_one_statement": append_sql.append_in_one_statement(creating=True),
-            }
-            if dialect == "postgresql"
-            else {}
-        ),
+        "append_call": append_sql.append_call(schema if dialect == "postgresql" else None),
     }
 
 
@@ -140,8 +130,10 @@ class StoreCore:
         ttl: timedelta | None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         scope: Scope = ROOT_SCOPE,
+        schema: str | None = None,
     ) -> None:
         self.dialect = dialect
+        self.schema = schema
         self.ttl = ttl
         self.scope = scope
         self.with_scope: Callable[[dict[str, Any]], dict[str, Any]] = scope.params.__or__
@@ -152,26 +144,13 @@ class StoreCore:
         # and a single statement is atomic on its own. SQLite keeps its transactions (a read
         # transaction there is one snapshot, and writers need BEGIN IMMEDIATE).
         self.single_statements_atomic = dialect == "postgresql"
-        built = dialect_statements(dialect)
+        built = dialect_statements(dialect, schema)
         self._insert_session = built["insert_session"]
         self._upsert_metadata = built["upsert_metadata"]
-        self._append_one = built.get("append_one")
-        self._creating: dict[Executable, Executable] = {
-            built[advance]: built[create]
-            for advance, create in (
-                ("append_one", "create_one"),
-                ("append_in_one_statement", "create_in_one_statement"),
-                ("advance_for_append", "append_after_key_check"),
-            )
-            if advance in built
-        }
-        """Each append statement that only advances a live session, and its variant that
-        may create it."""
         self._advance_for_append = built["advance_for_append"]
+        self._create_for_append = built["append_after_key_check"]
         self._append_in_transaction = built["append_in_transaction"]
-        self._append_statement: Executable = built.get(
-            "append_in_one_statement", self._append_in_transaction
-        )
+        self._append_call = built["append_call"]
         self.citus = False
         """The server is a Citus coordinator (learnt at first use, see `detect_server`)."""
         self.server_known = False
@@ -179,7 +158,7 @@ class StoreCore:
 
     def view(self, scope: Scope) -> StoreCore:
         """A core for `scope` on the same server: its own cache, what was learnt shared."""
-        core = StoreCore(self.dialect, self.ttl, self._cache.capacity, scope)
+        core = StoreCore(self.dialect, self.ttl, self._cache.capacity, scope, self.schema)
         core.citus, core.server_known = self.citus, self.server_known
         return core
 
@@ -581,26 +560,27 @@ class StoreCore:
         if not new_messages:
             raise InvalidInputError("messages", "give at least one message to append")
         n = len(new_messages)
-        # One statement on PostgreSQL; a transaction of single-shard statements on SQLite, on
-        # Citus, and before the first use has told which server this is (right on either).
-        single_statement = self.dialect == "postgresql" and self.server_known and not self.citus
+        # One call of the append function on PostgreSQL; a transaction of single-shard
+        # statements on SQLite, on Citus, and before the first use has told which server
+        # this is (right on either).
+        in_one_call = self.dialect == "postgresql" and self.server_known and not self.citus
         # Citus cannot route the upsert's in-statement guard against a landed key (a subquery
         # whose parameters reach the worker untyped): check the key first, then upsert.
-        key_first = self.dialect == "postgresql" and not single_statement
+        key_first = self.dialect == "postgresql" and not in_one_call
         # SQLite has no connection to drop between a commit and its reply: an attempt that
         # failed wrote nothing, so a key the store made up would never be looked for. Only
-        # the caller's own key is stored (and its index entry and guard paid for) there.
+        # the caller's own key is stored (and its index entry and guard paid for) there:
+        # without one, the append advances the row and creates it only when that wrote nothing.
         keyed = idempotency_key is not None or self.dialect != "sqlite"
-        append_statement = (
-            self._append_statement
-            if single_statement
-            else self._append_after_key_check
+        statement = (
+            self._append_call
+            if in_one_call
+            else self._create_for_append
             if key_first
             else self._append_in_transaction
             if keyed
             else self._advance_for_append
         )
-        append_one = self._append_one if single_statement else None
         attempts = 0
 
         def steps(tx: Transaction) -> Steps[int]:
@@ -613,61 +593,42 @@ class StoreCore:
                 "now": now,
                 "expires_at": self.expiry(now),
                 "append_key": append_key,
+                "new_incarnation": sql.new_incarnation(),  # used only if this creates the row
                 **self.scope.params,
             }
-            statement = append_statement
-            if single_statement:  # everything travels inside the one statement
-                only = new_messages[0]
-                if n == 1 and not only.tool_calls and append_one is not None:
-                    statement = append_one
-                    params.update(
-                        role=only.role.value,
-                        content=only.content,
-                        name=only.name,
-                        tool_call_id=only.tool_call_id,
-                        kind=only.kind,
-                        item_format=only.item_format,
-                        item=only.item,
-                        **{name: getattr(only, name) for name in USAGE_FIELDS},
-                    )
-                else:
-                    params.update(append_sql.append_json_params(new_messages))
+            if in_one_call:  # everything travels inside the one call
+                params.update(append_sql.append_json_params(new_messages))
+                # A retry: the key may have landed (a reply lost after commit, or the
+                # unguarded first attempt failed on the key's unique index): go straight to
+                # the upsert, which writes nothing then.
+                params["guarded"] = attempts > 1
             if key_first:
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
-            creating = self._creating.get(statement)
-            if creating is not None and attempts > 1 and keyed:
-                # A retry: the key may have landed (a reply lost after commit, or the unguarded
-                # statement failed on the key's unique index): the upsert writes nothing then.
-                statement = creating
-            if statement not in self._creating:  # this statement may create the row
-                params["new_incarnation"] = sql.new_incarnation()
             row = (yield statement, params).first()
-            if row is None and creating is not None and statement is not creating:
+            if row is None and statement is self._advance_for_append:
                 # No live session advanced: create it (or advance it, if another writer
                 # created it meanwhile).
-                statement = creating
-                params["new_incarnation"] = sql.new_incarnation()
-                row = (yield statement, params).first()
+                row = (yield self._create_for_append, params).first()
             if row is None and keyed:  # wrote nothing: did this key land already (a retry)?
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
             if row is None:  # expired but not yet reaped: start afresh
                 yield sql.delete_expired_session, params
-                row = (yield statement, params).first()
+                row = (yield self._create_for_append if not keyed else statement, params).first()
             if row is None:
                 yield from self._check_not_another_agents(session_id, now)
                 raise ConflictError(f"session {session_id!r} could not be revived for append")
-            if not single_statement:
+            if not in_one_call:
                 first_seq = row.last_seq - n + 1
                 yield from self._insert_messages(
                     session_id, first_seq, new_messages, now, append_key if keyed else None
                 )
             return int(row.version)
 
-        return Operation(steps, writes=True, autocommit=single_statement, direct=True)
+        return Operation(steps, writes=True, autocommit=in_one_call, direct=True)
 
     def delete(self, session_id: str) -> Operation[None]:
         """Remove a session and all its rows; a missing session is not an error."""
