@@ -42,7 +42,7 @@ def test_an_append_whose_reply_is_lost_after_commit_lands_exactly_once(
     with opened_store(url, kind) as store:
         assert store.append("log", user("first")) == 1
         lost = [user("lost-reply")]
-        if tool_calls:  # the array form of the one-statement append
+        if tool_calls:  # several messages and a tool call in the one append call
             call = ToolCall(id="c1", function=ToolFunction(name="f", arguments="{}"))
             lost = [Message(role=Role.ASSISTANT, content="lost-reply", tool_calls=[call])]
             lost.append(Message(role=Role.TOOL, content="result", tool_call_id="c1"))

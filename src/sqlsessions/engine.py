@@ -144,15 +144,20 @@ def retry_delay_or_raise(
 
 
 _MISSING_OBJECT_SQLSTATES = {"42P01", "42703", "3F000"}  # undefined table, column, schema
+_UNDEFINED_FUNCTION = "42883"
+_OUR_FUNCTIONS = ("sqlsessions_append(",)  # created by the migrations (0009)
 
 
 def is_missing_schema_object(exc: BaseException) -> bool:
-    """A database error saying a sqlsessions table or column does not exist (dropped, or never
-    migrated): the schema is not ready, nothing is wrong with the request."""
+    """A database error saying a sqlsessions table, column or function does not exist
+    (dropped, or never migrated): the schema is not ready, nothing is wrong with the request."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if getattr(orig, "sqlstate", None) in _MISSING_OBJECT_SQLSTATES:
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _MISSING_OBJECT_SQLSTATES:
         return True
     message = str(orig).lower()
+    if sqlstate == _UNDEFINED_FUNCTION:
+        return any(name in message for name in _OUR_FUNCTIONS)
     return type(orig).__name__ == "OperationalError" and (
         message.startswith("no such table") or message.startswith("no such column")
     )
