@@ -147,14 +147,13 @@ class StoreCore:
         built = dialect_statements(dialect, schema)
         self._insert_session = built["insert_session"]
         self._upsert_metadata = built["upsert_metadata"]
-        self._advance_for_append = built["advance_for_append"]
-        self._create_for_append = built["append_after_key_check"]
-        self._append_in_transaction = built["append_in_transaction"]
-        self._append_call = built["append_call"]
+        self._append_call = built["append_call"]  # PostgreSQL: the whole append in one call
+        self._append_in_transaction = built["append_in_transaction"]  # upsert, guarded by key
+        self._advance_for_append = built["advance_for_append"]  # update of a live session
+        self._create_for_append = built["append_after_key_check"]  # upsert, unguarded
         self.citus = False
         """The server is a Citus coordinator (learnt at first use, see `detect_server`)."""
         self.server_known = False
-        self._append_after_key_check = built["append_after_key_check"]
 
     def view(self, scope: Scope) -> StoreCore:
         """A core for `scope` on the same server: its own cache, what was learnt shared."""
