@@ -123,11 +123,9 @@ def advance_session_for_append() -> Update:
     """Advance the live session `sid` of the scope by `n` positions; RETURNING the new last_seq
     and version (no row when the session is absent, expired or another agent's).
 
-    It does not look for the append's key: the statement that uses it also inserts the key,
-    and the unique index on (session_id, owner, append_key) fails the whole statement when
-    the key already landed; the store then retries with the guarded upsert
-    (`upsert_session_for_append`), which writes nothing in that case. The guard's probe
-    costs every append ~40 us of server CPU; only a repeated call meets the index.
+    SQLite's append when it stores no key (a key the store made up: see `StoreCore.append`):
+    no guard against a landed key to evaluate, and the upsert
+    (`upsert_session_values_for_append`) runs only when this advanced nothing.
 
     The append's parameters name no column of `sessions` that this does not set: SQLAlchemy
     adds such a parameter to an UPDATE's SET clause (hence `new_incarnation`)."""
@@ -137,8 +135,6 @@ def advance_session_for_append() -> Update:
         .values(
             last_seq=S.last_seq + bindparam("n"),
             message_count=S.message_count + bindparam("n"),
-            # Inline: an anonymous bind in an UPDATE inside a CTE gets no value from
-            # SQLAlchemy's own execution path.
             version=S.version + literal_column("1"),
             updated_at=bindparam("now"),
             expires_at=bindparam("expires_at"),
@@ -215,8 +211,9 @@ _json_records = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).enco
 
 def upsert_session_values_for_append(dialect: str) -> Insert:
     """`upsert_session_for_append` without its guard against an append key that already
-    landed, for Citus (which cannot route that subquery): the caller checks
-    `select_append_landed` first, in the same transaction."""
+    landed: for Citus (which cannot route that subquery; the caller checks
+    `select_append_landed` first, in the same transaction), and for SQLite's append that
+    stores no key, after `advance_session_for_append` advanced nothing."""
     stmt = dialect_insert(dialect, sessions).values(
         id=bindparam("sid"),
         owner=owner_param(),

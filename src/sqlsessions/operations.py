@@ -547,7 +547,8 @@ class StoreCore:
 
         Exactly once: the call's key (the caller's, or one made here, once, so that every
         retry of the steps carries the same) is stored on its first message, and an append
-        whose key already landed in the session writes nothing and returns its version.
+        whose key already landed in the session writes nothing and returns its version. (On
+        SQLite only the caller's key is stored: see `keyed` below.)
         """
         check_session_id(session_id)
         append_key = (
