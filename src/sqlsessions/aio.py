@@ -60,7 +60,9 @@ class AsyncStore:
         self._root = True
         self._ready = False
         self._ready_lock = asyncio.Lock()
-        self._direct = AsyncDirectExecutor(self._engine)
+        self._direct = AsyncDirectExecutor(
+            self._engine, owned=self._owns_engine, engine_options=self.config.engine_options
+        )
         self._row_security = row_security_on(self.config, self._engine.dialect.name)
 
     @classmethod
@@ -329,6 +331,7 @@ class AsyncStore:
         """Release the connections (the engine is disposed only if the store created it; a
         scoped view never disposes it)."""
         self._core.clear_cache()
+        await self._direct.release()
         if self._owns_engine:
             await self._engine.dispose()
 

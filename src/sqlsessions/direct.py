@@ -13,13 +13,14 @@ from __future__ import annotations
 import functools
 import operator
 from collections import namedtuple
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import ARRAY, Engine, Executable
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sqlsessions.held_connections import HeldConnections
 from sqlsessions.steps import Operation, Transaction, drive_async, drive_sync
 
 Processor = Callable[[Any], Any]
@@ -200,38 +201,66 @@ class StatementCache:
 class DirectExecutor(StatementCache):
     """Runs operations on a pooled DB-API connection with statements compiled once."""
 
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owned: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`owned`: the store created `engine` from `engine_options` (see `HeldConnections`)."""
+        super().__init__(engine)
+        self._held: HeldConnections[Any] = HeldConnections(engine, owned, engine_options)
+
     def run(self, operation: Operation[T], tx: Transaction) -> T:
         """Run `operation` in one transaction (or autocommit) on a pooled connection."""
-        pooled = self.engine.raw_connection()
+        pooled, returned = self._held.take()
+        for stale in returned:
+            stale.close()
+        if pooled is None:
+            with self._held.waiting():
+                pooled = self.engine.raw_connection()
         connection: Any = pooled.driver_connection
+        finished = False
         try:
-            cursor = connection.cursor()
-            try:
-                if operation.autocommit and not self._sqlite:
-                    connection.autocommit = True
-                    try:
-                        return drive_sync(operation, self._executor(cursor), tx)
-                    finally:
-                        if not _connection_is_dead(connection):  # else keep the real error
-                            connection.autocommit = False
-                if self._sqlite:
-                    cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
-                try:
-                    result = drive_sync(operation, self._executor(cursor), tx)
-                except BaseException:
-                    connection.rollback()
-                    raise
-                connection.commit()
-                return result
-            finally:
-                cursor.close()
+            result = self._run_on(connection, operation, tx)
+            finished = True
+            return result
         except Exception as exc:
             if _connection_is_dead(connection):
                 pooled.invalidate(exc)
                 exc.connection_invalidated = True  # type: ignore[attr-defined]
             raise
         finally:
+            if not (finished and self._held.keep(pooled)):
+                pooled.close()
+
+    def release(self) -> None:
+        """Return the connections held between operations to the pool."""
+        for pooled in self._held.release():
             pooled.close()
+
+    def _run_on(self, connection: Any, operation: Operation[T], tx: Transaction) -> T:
+        cursor = connection.cursor()
+        try:
+            if operation.autocommit and not self._sqlite:
+                connection.autocommit = True
+                try:
+                    return drive_sync(operation, self._executor(cursor), tx)
+                finally:
+                    if not _connection_is_dead(connection):  # else keep the real error
+                        connection.autocommit = False
+            if self._sqlite:
+                cursor.execute("BEGIN IMMEDIATE" if operation.writes else "BEGIN")
+            try:
+                result = drive_sync(operation, self._executor(cursor), tx)
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+            return result
+        finally:
+            cursor.close()
 
     def _executor(self, cursor: Any) -> Callable[[Executable, Any], DirectResult]:
         def execute(statement: Executable, params: Any = None) -> DirectResult:
@@ -252,10 +281,20 @@ class AsyncDirectExecutor:
     driver's own asyncio connection (psycopg's AsyncConnection, aiosqlite's Connection),
     checked out and returned through SQLAlchemy's public `AsyncConnection` API."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        owned: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`owned`: the store created `engine` from `engine_options` (see `HeldConnections`)."""
         self.engine = engine
         self.statements = StatementCache(engine.sync_engine)
         self._sqlite = engine.dialect.name == "sqlite"
+        self._held: HeldConnections[AsyncConnection] = HeldConnections(
+            engine.sync_engine, owned, engine_options
+        )
 
     @property
     def usable(self) -> bool:
@@ -264,20 +303,38 @@ class AsyncDirectExecutor:
 
     async def run(self, operation: Operation[T], tx: Transaction) -> T:
         """Run `operation` in one transaction (or autocommit) on a pooled connection."""
-        async with self.engine.connect() as conn:
+        conn, returned = self._held.take()
+        for stale in returned:
+            await stale.close()
+        if conn is None:
+            with self._held.waiting():
+                conn = await self.engine.connect()
+        finished = False
+        try:
             # The checked-out pooled connection, without `get_raw_connection()`'s extra
             # greenlet hop: a started Connection holds it (public `Connection.connection`).
             pooled = conn.sync_connection.connection  # type: ignore[union-attr]
             connection: Any = pooled.driver_connection
             try:
                 if self._sqlite:
-                    return await self._run_sqlite(connection, operation, tx)
-                return await self._run_postgresql(connection, operation, tx)
+                    result = await self._run_sqlite(connection, operation, tx)
+                else:
+                    result = await self._run_postgresql(connection, operation, tx)
+                finished = True
+                return result
             except Exception as exc:
                 if _connection_is_dead(connection):
                     await conn.invalidate(exc)
                     exc.connection_invalidated = True  # type: ignore[attr-defined]
                 raise
+        finally:
+            if not (finished and self._held.keep(conn)):
+                await conn.close()
+
+    async def release(self) -> None:
+        """Return the connections held between operations to the pool."""
+        for conn in self._held.release():
+            await conn.close()
 
     async def _run_postgresql(self, connection: Any, operation: Operation[T], tx: Transaction) -> T:
         if operation.autocommit:

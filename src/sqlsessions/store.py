@@ -59,7 +59,9 @@ class Store:
         self._root = True
         self._ready = False
         self._ready_lock = threading.Lock()
-        self._direct = DirectExecutor(self._engine)
+        self._direct = DirectExecutor(
+            self._engine, owned=self._owns_engine, engine_options=self.config.engine_options
+        )
         self._row_security = row_security_on(self.config, self._engine.dialect.name)
 
     @classmethod
@@ -322,6 +324,7 @@ class Store:
         """Release the connections (the engine is disposed only if the store created it; a
         scoped view never disposes it)."""
         self._core.clear_cache()
+        self._direct.release()
         if self._owns_engine:
             self._engine.dispose()
 
