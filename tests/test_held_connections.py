@@ -77,7 +77,7 @@ def test_operations_waiting_for_a_small_pool_are_all_served(open_store: StoreOpe
         def write(k: int) -> None:
             try:
                 _append_many(store, f"w{k}", each)
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:  # reported below, in the test thread
                 errors.append(exc)
 
         threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]

@@ -163,20 +163,22 @@ def message_of(message: BaseMessage, field: str = "message") -> Message:
     """One LangChain message as a stored message: verbatim item plus projection."""
     if not isinstance(message, BaseMessage):
         raise InvalidInputError(field, f"must be a LangChain message, not {type(message).__name__}")
-    role = _ROLE_OF_TYPE.get(message.type)
+    # A message's fields, read where pydantic keeps them: asking the model for a field its
+    # type lacks (tool_calls on a HumanMessage) costs an exception inside pydantic each time.
+    fields = vars(message)
+    kind = message.type
+    role = _ROLE_OF_TYPE.get(kind)
     if role is None:
-        chat_role = getattr(message, "role", "user")
+        chat_role = fields.get("role", "user")
         role = Role(chat_role) if chat_role in Role._value2member_map_ else Role.USER
     calls = [
         ToolCall(
             id=call.get("id") or "",
             function=ToolFunction(name=call["name"], arguments=json.dumps(call.get("args", {}))),
         )
-        for call in getattr(message, "tool_calls", None) or ()
+        for call in fields.get("tool_calls") or ()
     ]
-    tool_call_id = getattr(message, "tool_call_id", None)
-    if message.type == "function":
-        tool_call_id = message.name
+    tool_call_id = message.name if kind == "function" else fields.get("tool_call_id")
     try:
         return Message(
             role=role,
@@ -195,8 +197,8 @@ def message_of(message: BaseMessage, field: str = "message") -> Message:
 def usage_of(message: BaseMessage) -> dict[str, Any]:
     """The usage fields of an AI message: its `usage_metadata` (input includes cached, output
     includes reasoning, as LangChain counts them) and the model its response metadata names."""
-    usage = getattr(message, "usage_metadata", None)
-    if message.type not in ("ai", "AIMessageChunk") or not usage:
+    usage = vars(message).get("usage_metadata")
+    if not usage or message.type not in ("ai", "AIMessageChunk"):
         return {}
     metadata = message.response_metadata or {}
     model = metadata.get("model_name") or metadata.get("model")
