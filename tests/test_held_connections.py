@@ -9,6 +9,7 @@ waiting operations are served, and closing the store returns everything.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -139,3 +140,25 @@ def test_a_pool_that_pings_or_recycles_connections_checks_out_every_operation(
     store = open_store(engine_options=option)
     _append_many(store, "s", 3)
     assert _pool(store).checkedout() == 0
+
+
+def test_a_forked_child_never_uses_the_connection_its_parent_holds(
+    migrated_url: str, db_schema: str | None
+) -> None:
+    rounds = 40
+    with Store(StoreConfig(url=migrated_url, schema=db_schema)) as store:
+        _append_many(store, "parent", 1)
+        assert _pool(store).checkedout() >= 1  # the parent holds a connection now
+        pid = os.fork()
+        if pid == 0:  # the child, without even the dispose(close=False) SQLAlchemy advises
+            status = 1
+            try:
+                _append_many(store, "child", rounds)
+                status = 0
+            finally:
+                os._exit(status)
+        for _ in range(rounds):  # reads at the same time as the child's appends
+            assert [m.content for m in store.history("parent")] == ["m0"]
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [m.content for m in store.get("child").messages] == [f"m{i}" for i in range(rounds)]

@@ -13,6 +13,15 @@ from sqlalchemy.pool import QueuePool
 
 C = TypeVar("C")
 
+_forks = [0]  # how many forks this process descends from (held connections are per process)
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 class HeldConnections(Generic[C]):
     """Idle connections an executor keeps checked out of the engine's pool, to reuse.
@@ -50,7 +59,7 @@ class HeldConnections(Generic[C]):
         self._idle: list[C] = []
         self._waiting: list[None] = []  # an entry per operation waiting on the pool
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._forks = _forks[0]
         self._parents: list[C] = []  # held before a fork: the parent's, left alone
 
     def take(self) -> tuple[C | None, list[C]]:
@@ -60,10 +69,10 @@ class HeldConnections(Generic[C]):
         if not self._idle:
             return None, []
         with self._lock:
-            if os.getpid() != self._pid:
+            if self._forks != _forks[0]:
                 self._parents += self._idle
                 self._idle = []
-                self._pid = os.getpid()
+                self._forks = _forks[0]
             if not self._quiet():
                 released, self._idle = self._idle, []
                 return None, released
@@ -83,7 +92,7 @@ class HeldConnections(Generic[C]):
         if self._waiting or not self._quiet():
             return False
         with self._lock:
-            if len(self._idle) >= self._limit or os.getpid() != self._pid:
+            if len(self._idle) >= self._limit or self._forks != _forks[0]:
                 return False
             self._idle.append(connection)
             return True
@@ -100,7 +109,7 @@ class HeldConnections(Generic[C]):
     def release(self) -> list[C]:
         """Every held connection, no longer held: the caller returns them to the pool."""
         with self._lock:
-            if os.getpid() != self._pid:
+            if self._forks != _forks[0]:
                 return []
             released, self._idle = self._idle, []
             return released

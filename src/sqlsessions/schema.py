@@ -55,6 +55,23 @@ class _SQLiteTimestampText(sqlite.DATETIME):
 _SQLITE_TIMESTAMP_TEXT: Any = _SQLiteTimestampText()  # type: ignore[no-untyped-call]
 
 
+_RECENT_SQLITE_TEXTS: dict[datetime, str] = {}
+
+
+def _sqlite_text(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DATETIME writes for `value` as UTC
+    ("2026-01-02 03:04:05.000006"), formatted in C. A save binds five timestamps, two of
+    them seen before (the session's creation time; "now" twice), so recent ones are kept."""
+    text = _RECENT_SQLITE_TEXTS.get(value)
+    if text is None:
+        utc = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        text = utc.astimezone(timezone.utc).isoformat(" ", "microseconds")[:26]
+        if len(_RECENT_SQLITE_TEXTS) >= 64:
+            _RECENT_SQLITE_TEXTS.clear()
+        _RECENT_SQLITE_TEXTS[value] = text
+    return text
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp, always UTC in Python; stored as naive UTC text on SQLite."""
 
@@ -69,14 +86,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        elif value.tzinfo is not timezone.utc:
-            value = value.astimezone(timezone.utc)
         if dialect.name == "sqlite":
-            # The text SQLAlchemy's SQLite DATETIME writes ("2026-01-02 03:04:05.000006"),
-            # formatted in C: a save binds five timestamps.
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            return _sqlite_text(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        if value.tzinfo is not timezone.utc:
+            return value.astimezone(timezone.utc)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
