@@ -3,6 +3,8 @@ framework backends need (last_messages, pop, clear), through Store and AsyncStor
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import math
 import threading
@@ -123,6 +125,10 @@ def _nested(levels: int) -> Any:
             {"big": 10**40, "float": 0.1, "neg_zero": -0.0},
             {"big": 10**40, "float": 0.1, "neg_zero": -0.0},
         ),
+        (
+            {"words": ["NaN", "-Infinity", "a:NaN", "[Infinity"]},
+            {"words": ["NaN", "-Infinity", "a:NaN", "[Infinity"]},
+        ),
     ],
 )
 def test_an_item_at_the_edges_of_valid_json_is_kept_as_given(item: Any, stored: Any) -> None:
@@ -149,6 +155,9 @@ def test_messages_with_items_are_hashable_and_equal_by_value() -> None:
         ({"item": {True: "a key that is a bool"}}, "item"),
         ({"item": {"x": _nested(100)}}, "item"),
         ({"item": {"x": object()}}, "item"),
+        ({"item": {"x": b"bytes"}}, "item"),
+        ({"item": {"x": datetime.date(2026, 1, 2)}}, "item"),
+        ({"item": {"x": decimal.Decimal("1.5")}}, "item"),
         ({"item": ["not", "an", "object"]}, "item"),
         ({"item": "text"}, "item"),
         ({"kind": ""}, "kind"),

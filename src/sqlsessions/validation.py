@@ -6,8 +6,11 @@ Every check names the field it rejects and says why (InvalidInputError); none ne
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
+
+from pydantic_core import from_json, to_json
 
 from sqlsessions.errors import InvalidInputError
 
@@ -129,23 +132,30 @@ def json_value_problem(value: Any) -> str | None:
     return None
 
 
+_NON_FINITE = re.compile(rb"[:,\[]-?(?:NaN|Infinity)")
+"""NaN or an infinity as pydantic-core writes a float that is not finite (never valid JSON)."""
+
+
 def valid_json_copy(value: Any) -> Any | None:
-    """A fresh copy of `value` (plain dicts and lists) when checks at C speed prove that
+    """A fresh copy of `value` (plain dicts and lists) when checks at native speed prove that
     `json_value_problem` would find nothing; None when they cannot (then walk it: tuples,
-    non-string keys, a NUL or lone surrogate, deep nesting all land there). A framework item
-    is checked on every append, and the walk costs ~30 us per small item."""
+    non-string keys, a NUL, a lone surrogate, NaN, deep nesting, other types all land
+    there). A framework item is checked on every append, and the walk costs ~30 us per
+    small item. pydantic-core writes and reads the copy's JSON in about a third of the
+    time the json module takes; whatever it writes that is not plain JSON (another type,
+    NaN) fails the final comparison or the text checks."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
+        text = to_json(value)
+    except Exception:  # a lone surrogate, an unknown type, a cycle: let the walk say
         return None
     # Each level of nesting opens a bracket: fewer brackets than the limit, not too deep.
-    if "\\u0000" in text or text.count("[") + text.count("{") >= MAX_JSON_DEPTH:
+    if (
+        b"\\u0000" in text
+        or _NON_FINITE.search(text)
+        or text.count(b"[") + text.count(b"{") >= MAX_JSON_DEPTH
+    ):
         return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    copy = json.loads(text)
+    copy = from_json(text)
     return copy if copy == value else None  # a key that was not a string, a tuple, ...
 
 
