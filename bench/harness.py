@@ -187,10 +187,13 @@ class EngineProbe:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._dbapi_connections: list[Any] = []
+        self._tracing: _Trace | None = None
         event.listen(engine, "connect", self._on_connect)
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         self._dbapi_connections.append(dbapi_connection)
+        if self._tracing is not None:  # opened while counting (the store holds another)
+            self._tracing.add(dbapi_connection)
 
     def count(self, action: Callable[[], Any]) -> dict[str, Any]:
         """Run `action` once and report what it sent to the database.
@@ -230,7 +233,11 @@ class EngineProbe:
         try:
             connections = self._dbapi_connections if self.dialect == "postgresql" else []
             with wire_trace(connections) as read_trace:
-                action()
+                self._tracing = read_trace if self.dialect == "postgresql" else None
+                try:
+                    action()
+                finally:
+                    self._tracing = None
             trace = read_trace()
         finally:
             for name, fn in listeners:
@@ -273,31 +280,47 @@ def wire_round_trips(trace: list[str]) -> int:
     return trips
 
 
+class _Trace:
+    """The trace of a `wire_trace` block: call it for the lines once the block has ended;
+    `add` traces one more connection (one opened while the block runs)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.traced: list[Any] = []
+        self.lines: list[str] = []
+
+    def add(self, conn: Any) -> None:
+        import psycopg
+
+        if conn.closed or any(conn is seen for seen in self.traced):
+            return
+        conn.pgconn.trace(self.fd)
+        conn.pgconn.set_trace_flags(
+            psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+        )
+        self.traced.append(conn)
+
+    def __call__(self) -> list[str]:
+        return self.lines
+
+
 @contextmanager
-def wire_trace(connections: Sequence[Any]) -> Iterator[Callable[[], list[str]]]:
+def wire_trace(connections: Sequence[Any]) -> Iterator[_Trace]:
     """Trace the libpq protocol of psycopg `connections` while the block runs; the yielded
     function returns the trace lines once the block has ended."""
-    lines: list[str] = []
-    live = [c for c in connections if not c.closed]
-    if not live:
-        yield lambda: lines
-        return
-    import psycopg
-
-    flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
     fd, path = tempfile.mkstemp(prefix="sqlsessions-bench-trace-")
+    trace = _Trace(fd)
     try:
-        for conn in live:
-            conn.pgconn.trace(fd)
-            conn.pgconn.set_trace_flags(flags)
+        for conn in connections:
+            trace.add(conn)
         try:
-            yield lambda: lines
+            yield trace
         finally:
-            for conn in live:
+            for conn in trace.traced:
                 if not conn.closed:
                     conn.pgconn.untrace()
         with open(path, encoding="utf-8", errors="replace") as trace_file:
-            lines.extend(trace_file.read().splitlines())
+            trace.lines.extend(trace_file.read().splitlines())
     finally:
         os.close(fd)
         os.unlink(path)
