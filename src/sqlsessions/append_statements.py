@@ -8,7 +8,6 @@ statements (`advance_session_for_append` or `upsert_session_for_append`, or
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -47,7 +46,7 @@ from sqlsessions.statements import (
     scope_agent_param,
     this_session,
 )
-from sqlsessions.validation import numeric_safe_json_text
+from sqlsessions.validation import jsonb_text
 
 
 def new_append_key() -> str:
@@ -188,7 +187,7 @@ def append_json_params(new_messages: Sequence[Message]) -> dict[str, str]:
                 "tool_call_id": message.tool_call_id,
                 "kind": message.kind,
                 "item_format": message.item_format,
-                "item": None if message.item is None else numeric_safe_json_text(message.item),
+                "item": None if message.item is None else jsonb_text(message.item),
                 **{name: getattr(message, name) for name in USAGE_FIELDS},
             }
         )
@@ -203,10 +202,7 @@ def append_json_params(new_messages: Sequence[Message]) -> dict[str, str]:
                     "arguments": call.function.arguments,
                 }
             )
-    return {"rows": _json_records(rows), "calls": _json_records(calls)}
-
-
-_json_records = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    return {"rows": jsonb_text(rows), "calls": jsonb_text(calls)}
 
 
 def upsert_session_values_for_append(dialect: str) -> Insert:

@@ -30,7 +30,7 @@ from sqlalchemy.types import TypeDecorator
 # Re-exported: the one canonical JSON encoder lives with the validation rules.
 from sqlsessions.validation import CHAT_KIND as CHAT_KIND
 from sqlsessions.validation import json_text as json_text
-from sqlsessions.validation import numeric_safe_json_text
+from sqlsessions.validation import jsonb_text
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -147,8 +147,8 @@ class NullableJSONText(JSONText):
 
 
 class ExactJSONB(TypeDecorator[Any]):
-    """JSONB whose every number reads back with its Python type (see numeric_safe_json_text);
-    Python None is SQL NULL."""
+    """JSONB whose every number reads back with its Python type (see `jsonb_text`); Python
+    None is SQL NULL."""
 
     impl = JSONB(none_as_null=True)
     cache_ok = True
@@ -159,7 +159,7 @@ class ExactJSONB(TypeDecorator[Any]):
         from psycopg.types.json import Jsonb
 
         def process(value: Any) -> Any:
-            return None if value is None else Jsonb(value, dumps=numeric_safe_json_text)
+            return None if value is None else Jsonb(value, dumps=jsonb_text)
 
         return process
 
