@@ -21,15 +21,13 @@ pydantic's ``ValidationError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -37,8 +35,6 @@ from pydantic import (
     PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
-    StrictStr,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
@@ -48,6 +44,15 @@ from typing_extensions import Self
 
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.message_list import MessageList
+from sqlsessions.model_base import (
+    USAGE_KEYS,
+    Model,
+    Text,
+    TokenCount,
+    Value,
+    invalid,
+    trusted,
+)
 from sqlsessions.timestamps import format_timestamp, parse_timestamp
 from sqlsessions.validation import (
     CHAT_KIND,
@@ -62,7 +67,6 @@ from sqlsessions.validation import (
     json_text,
     json_value_problem,
     metadata_problem,
-    text_problem,
     valid_json_copy,
 )
 
@@ -91,150 +95,6 @@ def _now() -> datetime:
     return datetime.now(_UTC)
 
 
-# --------------------------------------------------------------------------- validation helpers
-
-
-def _invalid(reason: str, field: str | None = None) -> PydanticCustomError:
-    """A pydantic error that becomes InvalidInputError(field or its location, reason)."""
-    ctx: dict[str, Any] = {"reason": reason}
-    if field is not None:
-        ctx["field"] = field
-    return PydanticCustomError("invalid_input", "{reason}", ctx)
-
-
-def _check_text(value: str) -> str:
-    problem = text_problem(value)
-    if problem is not None:
-        raise _invalid(problem)
-    return value
-
-
-_Text = Annotated[StrictStr, AfterValidator(_check_text)]
-
-MAX_TOKEN_COUNT = 2**63 - 1
-_USAGE_KEYS = ("model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
-
-
-def _check_token_count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"must be an integer number of tokens, not {type(value).__name__}")
-    if not 0 <= value <= MAX_TOKEN_COUNT:
-        raise _invalid(f"must be between 0 and {MAX_TOKEN_COUNT}, not {value}")
-    return value
-
-
-_TokenCount = Annotated[int, BeforeValidator(_check_token_count)]
-
-
-def _dotted(loc: Sequence[int | str]) -> str:
-    """('messages', 3, 'content') -> 'messages[3].content'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _to_invalid_input(exc: ValidationError, root: str) -> InvalidInputError:
-    """The first error of a pydantic ValidationError as an InvalidInputError."""
-    errors = exc.errors(include_url=False)
-    if not errors:  # pragma: no cover - pydantic always reports at least one error
-        return InvalidInputError(root, str(exc))
-    first = errors[0]
-    ctx = first.get("ctx") or {}
-    field = ctx.get("field")
-    if not isinstance(field, str):
-        field = "json" if first["type"] == "json_invalid" else (_dotted(first["loc"]) or root)
-    if "reason" in ctx:
-        reason = str(ctx["reason"])
-    elif isinstance(ctx.get("error"), InvalidInputError):
-        reason = ctx["error"].reason
-    else:
-        reason = first["msg"]
-    return InvalidInputError(field, reason)
-
-
-@contextmanager
-def _as_invalid_input(root: str) -> Iterator[None]:
-    """Turn pydantic's ValidationError into InvalidInputError naming the field."""
-    try:
-        yield
-    except ValidationError as exc:
-        raise _to_invalid_input(exc, root) from exc
-
-
-class _Model(BaseModel):
-    """Shared base: every construction / validation raises InvalidInputError."""
-
-    def __init__(self, /, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _to_invalid_input(exc, type(self).__name__.lower()) from exc
-
-    # Tell pydantic this __init__ only wraps BaseModel's (as RootModel does), so nested models
-    # are validated by pydantic-core directly and errors keep their location.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
-
-    @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        """Validate a Python object; raises InvalidInputError naming the field."""
-        with _as_invalid_input(cls.__name__.lower()):
-            return super().model_validate(obj, *args, **kwargs)
-
-    @classmethod
-    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
-        """Validate a JSON document; raises InvalidInputError (field "json" if it is not JSON)."""
-        with _as_invalid_input(cls.__name__.lower()):
-            return super().model_validate_json(json_data, *args, **kwargs)
-
-    @classmethod
-    def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        """Validate string data; raises InvalidInputError naming the field."""
-        with _as_invalid_input(cls.__name__.lower()):
-            return super().model_validate_strings(obj, *args, **kwargs)
-
-
-_V = TypeVar("_V", bound="_Value")
-
-
-class _Value(_Model):
-    """Shared base of the immutable value models (frozen, hashable, equal by value)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    def replace(self, **changes: Any) -> Self:
-        """A validated copy with `changes` applied (the way to edit an immutable value).
-
-        Raises InvalidInputError for an unknown field name or an invalid new value.
-        """
-        fields = type(self).model_fields
-        for name in changes:
-            if name not in fields:
-                raise InvalidInputError(name, f"{type(self).__name__} has no such field")
-        data = {name: getattr(self, name) for name in fields}
-        data.update(changes)
-        return type(self).model_validate(data)
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """Like pydantic's, but an `update` is validated (same as :meth:`replace`)."""
-        if update:
-            return self.replace(**update)
-        return super().model_copy(deep=deep)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise InvalidInputError(
-            name, f"{type(self).__name__} is immutable; make a changed copy with .replace()"
-        )
-
-    def __delattr__(self, name: str) -> None:
-        raise InvalidInputError(
-            name, f"{type(self).__name__} is immutable; make a changed copy with .replace()"
-        )
-
-
 # --------------------------------------------------------------------------- values
 
 
@@ -260,77 +120,39 @@ def _coerce_role(value: Any) -> Role:
         try:
             return Role(value)
         except ValueError:
-            raise _invalid(f"unknown role {value!r}; expected one of {_ROLE_NAMES}") from None
-    raise _invalid(f"must be a string, one of {_ROLE_NAMES}; got {type(value).__name__}")
+            raise invalid(f"unknown role {value!r}; expected one of {_ROLE_NAMES}") from None
+    raise invalid(f"must be a string, one of {_ROLE_NAMES}; got {type(value).__name__}")
 
 
 _Role = Annotated[Role, BeforeValidator(_coerce_role)]
 
 
-class ToolFunction(_Value):
+class ToolFunction(Value):
     """The function a tool call invokes; `arguments` is a JSON document kept as a string."""
 
-    name: _Text
-    arguments: _Text
+    name: Text
+    arguments: Text
 
 
-class ToolCall(_Value):
+class ToolCall(Value):
     """A tool call requested by an assistant message."""
 
-    id: _Text
-    type: _Text = "function"
+    id: Text
+    type: Text = "function"
     function: ToolFunction
 
     @classmethod
     def from_trusted(cls, id: str, type: str, name: str, arguments: str) -> ToolCall:
         """A tool call from values the store wrote, not re-checked (see `Message.from_trusted`)."""
-        function = _trusted(ToolFunction, {"name": name, "arguments": arguments})
-        return _trusted(cls, {"id": id, "type": type, "function": function})
-
-
-def _trusted(cls: type[_V], state: dict[str, Any]) -> _V:
-    """An instance of `cls` holding `state` (every field, already valid): what `model_construct`
-    does, minus its per-field defaults and bookkeeping, which dominate loading long sessions."""
-    return trusted_values(cls, (state,))[0]
-
-
-_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
-
-
-def trusted_values(cls: type[_V], states: Iterable[dict[str, Any]]) -> list[_V]:
-    """An instance of `cls` for each of `states` (each one every field of `cls`, already valid,
-    e.g. rows the store wrote), built in one loop: a long session's load builds thousands."""
-    fields = _FIELD_NAMES.get(cls)
-    if fields is None:
-        fields = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
-    new = cls.__new__
-    # The models refuse assignment; this is construction. Each attribute is set through its
-    # slot's descriptor, found once, rather than looked up on every object.
-    set_dict = object.__setattr__
-    set_fields, set_extra, set_private = _SLOT_SETTERS
-    values: list[_V] = []
-    append = values.append
-    for state in states:
-        value = new(cls)
-        set_dict(value, "__dict__", state)
-        set_fields(value, set(fields))
-        set_extra(value, None)
-        set_private(value, None)
-        append(value)
-    return values
-
-
-_SLOT_SETTERS = tuple(
-    BaseModel.__dict__[name].__set__
-    for name in ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-)
+        function = trusted(ToolFunction, {"name": name, "arguments": arguments})
+        return trusted(cls, {"id": id, "type": type, "function": function})
 
 
 def _check_kind(value: str) -> str:
     if not value:
-        raise _invalid("must not be empty")
+        raise invalid("must not be empty")
     if len(value) > MAX_KIND_LENGTH:
-        raise _invalid(f"is longer than {MAX_KIND_LENGTH} characters ({len(value)})")
+        raise invalid(f"is longer than {MAX_KIND_LENGTH} characters ({len(value)})")
     return value
 
 
@@ -338,17 +160,17 @@ def _check_item(value: Any) -> Any:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise _invalid(f"must be a JSON object (a dict), not {type(value).__name__}")
+        raise invalid(f"must be a JSON object (a dict), not {type(value).__name__}")
     copy = valid_json_copy(value)
     if copy is not None:
         return copy
     problem = json_value_problem(value)
     if problem is not None:
-        raise _invalid(problem)
+        raise invalid(problem)
     return json_copy(value)
 
 
-class Message(_Value):
+class Message(Value):
     """One message of a conversation (immutable; edit with :meth:`replace`).
 
     ``name`` and ``tool_call_id`` given as ``""`` and ``tool_calls`` given as ``[]`` are stored
@@ -363,21 +185,21 @@ class Message(_Value):
     """
 
     role: _Role
-    content: _Text = ""
-    name: _Text | None = None
-    tool_call_id: _Text | None = None
+    content: Text = ""
+    name: Text | None = None
+    tool_call_id: Text | None = None
     tool_calls: tuple[ToolCall, ...] | None = None
-    kind: Annotated[_Text, AfterValidator(_check_kind)] = CHAT_KIND
-    item_format: _Text | None = None
+    kind: Annotated[Text, AfterValidator(_check_kind)] = CHAT_KIND
+    item_format: Text | None = None
     item: Annotated[dict[str, Any] | None, BeforeValidator(_check_item)] = None
     # Usage, when the provider reported it (filled by `append`/`save` callers and adapters).
     # input_tokens counts every prompt token, cached ones included; output_tokens every
     # generated token, reasoning ones included. Omitted from JSON when None.
-    model: _Text | None = None
-    input_tokens: _TokenCount | None = None
-    output_tokens: _TokenCount | None = None
-    cached_tokens: _TokenCount | None = None
-    reasoning_tokens: _TokenCount | None = None
+    model: Text | None = None
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
+    cached_tokens: TokenCount | None = None
+    reasoning_tokens: TokenCount | None = None
 
     @classmethod
     def from_trusted(
@@ -409,13 +231,13 @@ class Message(_Value):
             "kind": kind,
             "item_format": item_format,
             "item": item,
-            "model": model,  # then the token counts, in _USAGE_KEYS order
+            "model": model,  # then the token counts, in USAGE_KEYS order
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cached_tokens": cached_tokens,
             "reasoning_tokens": reasoning_tokens,
         }
-        return _trusted(cls, state)
+        return trusted(cls, state)
 
     @property
     def is_chat(self) -> bool:
@@ -468,7 +290,7 @@ class Message(_Value):
                     data.pop(key, None)
             if data.get("kind") == CHAT_KIND:
                 del data["kind"]
-            for key in _USAGE_KEYS:
+            for key in USAGE_KEYS:
                 if data.get(key) is None:
                     data.pop(key, None)
         return data
@@ -484,9 +306,9 @@ def _timestamp_in(value: Any) -> datetime:
         try:
             moment = parse_timestamp(value)
         except ValueError as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
     else:
-        raise _invalid(
+        raise invalid(
             f"must be an RFC 3339 timestamp string or a datetime, not {type(value).__name__}"
         )
     if moment.tzinfo is None:
@@ -494,7 +316,7 @@ def _timestamp_in(value: Any) -> datetime:
     try:
         return moment.astimezone(_UTC)
     except OverflowError:
-        raise _invalid("is out of range once converted to UTC") from None
+        raise invalid("is out of range once converted to UTC") from None
 
 
 _Timestamp = Annotated[
@@ -517,7 +339,7 @@ def check_session_fields(session: Session) -> None:
         check_timestamp(getattr(session, name), name)
 
 
-class Session(_Model):
+class Session(Model):
     """A conversation session: messages plus metadata, with the Go package's methods.
 
     Mutable; every changing method bumps ``updated_at``. ``metadata`` is a plain dict whose
@@ -527,9 +349,9 @@ class Session(_Model):
 
     model_config = ConfigDict(extra="ignore", validate_assignment=False)
 
-    id: _Text
-    agent_id: _Text = ""
-    owner: _Text = ""
+    id: Text
+    agent_id: Text = ""
+    owner: Text = ""
     """Whose session this is (tenant/user); '' is the default owner. Ids are unique per owner."""
     messages: list[Message] = Field(default_factory=MessageList)
     created_at: _Timestamp = Field(default_factory=_now)
@@ -572,9 +394,9 @@ class Session(_Model):
     @classmethod
     def _check_id(cls, value: str) -> str:
         if not value:
-            raise _invalid("must not be empty")
+            raise invalid("must not be empty")
         if len(value) > MAX_SESSION_ID_LENGTH:
-            raise _invalid(f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})")
+            raise invalid(f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})")
         return value
 
     @field_validator("agent_id", "owner", mode="before")
@@ -586,7 +408,7 @@ class Session(_Model):
     @classmethod
     def _agent_id_fits(cls, value: str) -> str:
         if len(value) > MAX_SESSION_ID_LENGTH:
-            raise _invalid(f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})")
+            raise invalid(f"is longer than {MAX_SESSION_ID_LENGTH} characters ({len(value)})")
         return value
 
     @field_validator("messages", mode="before")
@@ -605,11 +427,11 @@ class Session(_Model):
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise _invalid(f"must be a mapping of string keys, not {type(value).__name__}")
+            raise invalid(f"must be a mapping of string keys, not {type(value).__name__}")
         for key, inner in value.items():
             problem = metadata_problem(key, inner)
             if problem is not None:
-                raise _invalid(problem[1], field=problem[0])
+                raise invalid(problem[1], field=problem[0])
         return dict(value)
 
     @model_serializer(mode="wrap")

@@ -36,7 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from sqlsessions.models import Message, Role, ToolCall, ToolFunction, trusted_values
+from sqlsessions.model_base import trusted_values
+from sqlsessions.models import Message, Role, ToolCall, ToolFunction
 from sqlsessions.schema import USAGE_FIELDS, messages, session_metadata, sessions, tool_calls
 
 ROLES = {role.value: role for role in Role}
