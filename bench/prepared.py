@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event
 
 from bench.baselines import Raw
 from bench.harness import Row, Stats, interleaved, ratio, timed
@@ -36,6 +36,9 @@ def run_prepared(ctx: Context) -> list[Row]:
         "default": Store(StoreConfig(url=ctx.url, ttl=TTL)),
         "prepared": Store(StoreConfig(url=ctx.url, ttl=TTL, prepare_threshold=PREPARED)),
     }
+    opened: dict[str, list[Any]] = {name: [] for name in stores}
+    for name, store in stores.items():
+        event.listen(store.engine, "connect", lambda conn, _record, n=name: opened[n].append(conn))
     try:
         ctx.say(f"  prepared: seeding (load {n:,} msgs, save N={SAVE_SIZE})")
         shared_load, shared_get = "prep-load", "prep-get"
@@ -49,7 +52,7 @@ def run_prepared(ctx: Context) -> list[Row]:
         total = len(contenders)
         ctx.say(f"  prepared: {total} contenders x {ctx.settings.warmup + ctx.settings.repeats}")
         stats = interleaved(contenders, ctx.settings.warmup, ctx.settings.repeats)
-        _check(stores, shared_load, n, appended, Raw(ctx.url))
+        _check(stores, opened, shared_load, n, appended, Raw(ctx.url))
     finally:
         for store in stores.values():
             store.close()
@@ -103,7 +106,12 @@ def _contenders(
 
 
 def _check(
-    stores: dict[str, Store], shared_load: str, n: int, appended: dict[str, list[int]], raw: Raw
+    stores: dict[str, Store],
+    opened: dict[str, list[Any]],
+    shared_load: str,
+    n: int,
+    appended: dict[str, list[int]],
+    raw: Raw,
 ) -> None:
     loads = []
     for name, store in stores.items():
@@ -111,12 +119,20 @@ def _check(
         loads.append(store.get_if_exists(shared_load))
         expected = SAVE_SIZE + appended[name][0]
         verify(message_count(raw, f"prep-append-{name}") == expected, f"{name}: every append")
-        with store.engine.connect() as conn:
-            on_server = conn.execute(text("SELECT count(*) FROM pg_prepared_statements"))
-            count: Any = on_server.scalar_one()
+        count = sum(_prepared_on(conn) for conn in opened[name] if not conn.closed)
         verify((count > 0) == (name == "prepared"), f"{name}: prepares only when configured")
     verify(len(loads[0].messages) == n, "every message loaded")
     verify(loads[0].messages == loads[1].messages, "both settings load the same messages")
+
+
+def _prepared_on(conn: Any) -> int:
+    """Statements prepared on the server session of one of a store's idle psycopg
+    connections (a store keeps one checked out between calls: ask each, not the pool)."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        row = cursor.fetchone()
+    conn.rollback()
+    return int(row[0])
 
 
 def _rows(dialect: str, n: int, stats: dict[str, Stats]) -> list[Row]:
