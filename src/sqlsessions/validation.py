@@ -154,7 +154,7 @@ def valid_json_copy(value: Any) -> Any | None:
     # Each level of nesting opens a bracket: fewer brackets than the limit, not too deep.
     if (
         b"\\u0000" in text
-        or _NON_FINITE.search(text)
+        or ((b"NaN" in text or b"Infinity" in text) and _NON_FINITE.search(text))
         or text.count(b"[") + text.count(b"{") >= MAX_JSON_DEPTH
     ):
         return None
