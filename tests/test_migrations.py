@@ -108,28 +108,30 @@ def test_the_built_wheel_ships_the_migrations(tmp_path: Path) -> None:
     assert "sqlsessions/_migrations/versions/0001_initial_schema.py" in names
 
 
-def append_functions(url: str) -> set[str]:
-    """The schemas holding a `sqlsessions_append` function."""
+def append_routines(url: str) -> set[tuple[str, str]]:
+    """(schema, kind) of each `sqlsessions_append` routine: kind "p" for a procedure, "f" for
+    a function."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return set(
-                conn.execute(
+            return {
+                (schema, kind)
+                for schema, kind in conn.execute(
                     text(
-                        "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n"
+                        "SELECT n.nspname, p.prokind FROM pg_proc p JOIN pg_namespace n"
                         " ON n.oid = p.pronamespace WHERE p.proname = 'sqlsessions_append'"
                     )
-                ).scalars()
-            )
+                )
+            }
     finally:
         engine.dispose()
 
 
-def test_the_append_function_lives_in_the_stores_schema_and_leaves_with_its_migration(
+def test_the_append_procedure_lives_in_the_stores_schema_and_leaves_with_its_migrations(
     postgres_url: str,
 ) -> None:
     migrate(postgres_url, schema="agents")
-    assert append_functions(postgres_url) == {"agents"}
+    assert append_routines(postgres_url) == {("agents", "p")}
     # The URL does not put the schema on the search path: the store must name it.
     with Store(StoreConfig(url=postgres_url, schema="agents")) as store:
         store.append("s", Message(role=Role.USER, content="one"))  # creates the session
@@ -140,5 +142,9 @@ def test_the_append_function_lives_in_the_stores_schema_and_leaves_with_its_migr
         )
         assert version == 2
         assert [m.content for m in store.get("s").messages] == ["one", "two", "three"]
+    downgrade(postgres_url, "0009", schema="agents")  # 0009 made it a function
+    assert append_routines(postgres_url) == {("agents", "f")}
     downgrade(postgres_url, "0008", schema="agents")
-    assert append_functions(postgres_url) == set()
+    assert append_routines(postgres_url) == set()
+    migrate(postgres_url, schema="agents")
+    assert append_routines(postgres_url) == {("agents", "p")}

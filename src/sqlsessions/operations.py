@@ -606,7 +606,7 @@ class StoreCore:
                 landed = (yield append_sql.select_append_landed, params).first()
                 if landed is not None:
                     return int(landed.version)
-            row = (yield statement, params).first()
+            row = _advanced((yield statement, params))
             if row is None and statement is self._advance_for_append:
                 # No live session advanced: create it (or advance it, if another writer
                 # created it meanwhile).
@@ -617,7 +617,7 @@ class StoreCore:
                     return int(landed.version)
             if row is None:  # expired but not yet reaped: start afresh
                 yield sql.delete_expired_session, params
-                row = (yield self._create_for_append if not keyed else statement, params).first()
+                row = _advanced((yield self._create_for_append if not keyed else statement, params))
             if row is None:
                 yield from self._check_not_another_agents(session_id, now)
                 raise ConflictError(f"session {session_id!r} could not be revived for append")
@@ -662,3 +662,10 @@ class StoreCore:
             tx.after_commit(refresh_cache)
 
         return Operation(steps, writes=True, autocommit=self.single_statements_atomic, direct=True)
+
+
+def _advanced(result: Any) -> Any:
+    """The row (new `last_seq`, `version`) of a statement that advanced the session for an
+    append, or None when it wrote nothing: no row, or the append procedure's row of NULLs."""
+    row = result.first()
+    return None if row is None or row.last_seq is None else row
