@@ -8,6 +8,7 @@ statements (`advance_session_for_append` or `upsert_session_for_append`, or
 
 from __future__ import annotations
 
+import operator
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -159,41 +160,27 @@ def append_call(schema: str | None = None) -> TextualSelect:
     # the procedure's signature does the rest. The two documents are text, read as json.
     return text(
         f"CALL {name}(:sid, :scope_owner, :scope_agent, :n, :now, :expires_at, :append_key,"
-        " :new_incarnation, CAST(:rows AS json), CAST(:calls AS json), :guarded)"
+        " :new_incarnation, CAST(:rows AS jsonb), CAST(:calls AS jsonb), :guarded)"
     ).columns(column("last_seq", BigInteger()), column("version", BigInteger()))
 
 
+_APPEND_ROW = operator.attrgetter(
+    "role", "content", "name", "tool_call_id", "kind", "item_format", "item", *USAGE_FIELDS
+)
+"""A message as the append procedure reads it, by position (migration 0010)."""
+
+
 def append_json_params(new_messages: Sequence[Message]) -> dict[str, str]:
-    """The two JSON documents `append_call` takes: a record per message (its
-    1-based position `ord`, item as JSON text) and per tool call (its message's position)."""
-    rows: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
-    for position, message in enumerate(new_messages, start=1):
-        rows.append(
-            {
-                "ord": position,
-                "role": message.role.value,
-                "content": message.content,
-                "name": message.name,
-                "tool_call_id": message.tool_call_id,
-                "kind": message.kind,
-                "item_format": message.item_format,
-                "item": None if message.item is None else jsonb_text(message.item),
-                **{name: getattr(message, name) for name in USAGE_FIELDS},
-            }
-        )
-        for idx, call in enumerate(message.tool_calls or ()):
-            calls.append(
-                {
-                    "position": position,
-                    "idx": idx,
-                    "call_id": call.id,
-                    "type": call.type,
-                    "function_name": call.function.name,
-                    "arguments": call.function.arguments,
-                }
-            )
-    return {"rows": jsonb_text(rows), "calls": jsonb_text(calls)}
+    """The two JSONB documents `append_call` takes: an array per message (the fields of
+    `_APPEND_ROW`, in order; its item as JSON, not as text) and per tool call (its message's
+    1-based position, its index, id, type, function name and arguments)."""
+    calls = [
+        (position, idx, call.id, call.type, call.function.name, call.function.arguments)
+        for position, message in enumerate(new_messages, start=1)
+        if message.tool_calls
+        for idx, call in enumerate(message.tool_calls)
+    ]
+    return {"rows": jsonb_text(list(map(_APPEND_ROW, new_messages))), "calls": jsonb_text(calls)}
 
 
 def upsert_session_values_for_append(dialect: str) -> Insert:
