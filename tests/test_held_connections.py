@@ -69,6 +69,24 @@ def test_a_pool_checkout_listener_sees_every_operation_once_it_is_added(
     assert _pool(store).checkedout() == 0  # the one held before the listener went back
 
 
+def test_a_connection_the_store_held_goes_back_to_the_pool_out_of_autocommit(
+    open_store: StoreOpener,
+) -> None:
+    store = open_store()
+    _append_many(store, "s", 3)  # an append runs in autocommit, on the connection held after it
+    autocommit_at_checkout: list[bool] = []
+
+    def checked_out(dbapi_connection: Any, *args: Any) -> None:
+        raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        autocommit_at_checkout.append(bool(getattr(raw, "autocommit", False)))
+
+    # The held connection goes back to the pool; the appends check it out again.
+    event.listen(store.engine, "checkout", checked_out)
+    _append_many(store, "s", 2)
+    assert autocommit_at_checkout and not any(autocommit_at_checkout)
+    assert [m.content for m in store.get("s").messages] == ["m0", "m1", "m2", "m0", "m1"]
+
+
 def test_operations_waiting_for_a_small_pool_are_all_served(open_store: StoreOpener) -> None:
     store = open_store(engine_options={"pool_size": 2, "max_overflow": 0, "pool_timeout": 10})
     writers, each = 12, 5

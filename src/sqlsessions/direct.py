@@ -305,7 +305,7 @@ class AsyncDirectExecutor:
         """Run `operation` in one transaction (or autocommit) on a pooled connection."""
         conn, returned = self._held.take()
         for stale in returned:
-            await stale.close()
+            await self._give_back(stale)
         if conn is None:
             with self._held.waiting():
                 conn = await self.engine.connect()
@@ -329,22 +329,33 @@ class AsyncDirectExecutor:
                 raise
         finally:
             if not (finished and self._held.keep(conn)):
-                await conn.close()
+                await self._give_back(conn)
 
     async def release(self) -> None:
         """Return the connections held between operations to the pool."""
         for conn in self._held.release():
-            await conn.close()
+            await self._give_back(conn)
+
+    async def _give_back(self, conn: AsyncConnection) -> None:
+        """Return `conn` to the pool as the pool lent it: not in autocommit (a connection the
+        store holds stays in the mode of its last operation, see `_run_postgresql`)."""
+        if not self._sqlite and not conn.invalidated:
+            connection: Any = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+            if connection.autocommit and not _connection_is_dead(connection):
+                try:
+                    await connection.set_autocommit(False)
+                except Exception as exc:  # never hand the pool an autocommit connection
+                    await conn.invalidate(exc)
+        await conn.close()
 
     async def _run_postgresql(self, connection: Any, operation: Operation[T], tx: Transaction) -> T:
+        # The connection keeps the mode of its last operation until `_give_back`: appends,
+        # the commonest write, then switch nothing.
+        if connection.autocommit != operation.autocommit:
+            await connection.set_autocommit(operation.autocommit)
         if operation.autocommit:
-            await connection.set_autocommit(True)
-            try:
-                async with connection.cursor() as cursor:
-                    return await drive_async(operation, self._executor(cursor), tx)
-            finally:
-                if not _connection_is_dead(connection):  # else keep the real error
-                    await connection.set_autocommit(False)
+            async with connection.cursor() as cursor:
+                return await drive_async(operation, self._executor(cursor), tx)
         try:
             async with connection.cursor() as cursor:
                 result = await drive_async(operation, self._executor(cursor), tx)

@@ -38,7 +38,7 @@ from sqlsessions.aio import AsyncStore
 from sqlsessions.config import DEFAULT_SESSION_TTL, StoreConfig
 from sqlsessions.errors import InvalidInputError
 from sqlsessions.item_reads import ItemOrMessage
-from sqlsessions.models import Message, Role, ToolCall, ToolFunction
+from sqlsessions.models import Message, Role
 from sqlsessions.store import Store
 
 ITEM_FORMAT = "langchain"
@@ -171,25 +171,32 @@ def message_of(message: BaseMessage, field: str = "message") -> Message:
     if role is None:
         chat_role = fields.get("role", "user")
         role = Role(chat_role) if chat_role in Role._value2member_map_ else Role.USER
-    calls = [
-        ToolCall(
-            id=call.get("id") or "",
-            function=ToolFunction(name=call["name"], arguments=json.dumps(call.get("args", {}))),
-        )
-        for call in fields.get("tool_calls") or ()
-    ]
+    # Only the fields that have a value: the model's defaults are not validated again.
+    values: dict[str, Any] = {
+        "role": role,
+        "content": _text(message.content),
+        "item": message_to_dict(message),
+        "item_format": ITEM_FORMAT,
+    }
+    if message.name is not None:
+        values["name"] = message.name
     tool_call_id = message.name if kind == "function" else fields.get("tool_call_id")
+    if tool_call_id is not None:
+        values["tool_call_id"] = tool_call_id
+    calls = fields.get("tool_calls")
+    if calls:
+        values["tool_calls"] = [
+            {
+                "id": call.get("id") or "",
+                "function": {"name": call["name"], "arguments": json.dumps(call.get("args", {}))},
+            }
+            for call in calls
+        ]
+    usage = fields.get("usage_metadata")
+    if usage:
+        values.update(usage_of(message))
     try:
-        return Message(
-            role=role,
-            content=_text(message.content),
-            name=message.name,
-            tool_call_id=tool_call_id,
-            tool_calls=calls or None,
-            item=message_to_dict(message),
-            item_format=ITEM_FORMAT,
-            **usage_of(message),
-        )
+        return Message(**values)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{field}.{exc.field}", exc.reason) from exc
 
