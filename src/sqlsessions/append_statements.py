@@ -47,9 +47,11 @@ from sqlsessions.statements import (
 from sqlsessions.validation import jsonb_text
 
 
-def new_append_key() -> str:
-    """A fresh idempotency key for one `append` call."""
-    return secrets.token_hex(16)
+def new_append_tokens() -> tuple[str, str]:
+    """A fresh idempotency key and a fresh incarnation token (for the session row, should the
+    append create it) for one `append` call, from one read of the OS's random source."""
+    tokens = secrets.token_hex(32)
+    return tokens[:32], tokens[32:]
 
 
 # --- append: positions assigned inside the database ----------------------------------------

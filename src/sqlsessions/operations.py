@@ -551,11 +551,8 @@ class StoreCore:
         SQLite only the caller's key is stored: see `keyed` below.)
         """
         check_session_id(session_id)
-        append_key = (
-            append_sql.new_append_key()
-            if idempotency_key is None
-            else check_idempotency_key(idempotency_key)
-        )
+        new_key, new_incarnation = append_sql.new_append_tokens()
+        append_key = new_key if idempotency_key is None else check_idempotency_key(idempotency_key)
         new_messages = [as_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
         if not new_messages:
             raise InvalidInputError("messages", "give at least one message to append")
@@ -593,7 +590,7 @@ class StoreCore:
                 "now": now,
                 "expires_at": self.expiry(now),
                 "append_key": append_key,
-                "new_incarnation": sql.new_incarnation(),  # used only if this creates the row
+                "new_incarnation": new_incarnation,  # used only if this creates the row
                 **self.scope.params,
             }
             if in_one_call:  # everything travels inside the one call
