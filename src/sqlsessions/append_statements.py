@@ -153,7 +153,7 @@ def append_call(schema: str | None = None) -> TextualSelect:
     A procedure because its plans live as long as the server connection and a `CALL` is not
     planned at all: the store sends no server-side prepared statements (they break behind a
     transaction-mode pooler), and the statement this replaced was parsed and planned on
-    every call. Messages and tool calls arrive as two JSON documents (`append_json_params`).
+    every call. Messages and tool calls arrive as two JSONB documents (`append_json_params`).
     `schema` names the procedure's schema when the tables live in one
     (`StoreConfig.schema`: a schema translate map does not reach routine names)."""
     name = f'"{schema}".sqlsessions_append' if schema else "sqlsessions_append"
