@@ -1,4 +1,5 @@
-"""What a save must write: the difference between a session and its stored snapshot."""
+"""What a save must write: the difference between a session and its stored snapshot, and
+which snapshot a session object stands on."""
 
 from __future__ import annotations
 
@@ -236,3 +237,39 @@ def plan_save(state: StoredState, session: Session) -> SavePlan:
         metadata_deletes=deletes,
         rewrites=rewrites,
     )
+
+
+def checkpoint(messages: list[Message], token: object) -> None:
+    """Mark the message list clean as of the save being planned (before any statement runs,
+    so edits made while the save is in flight count as changes for the next one)."""
+    if isinstance(messages, MessageList):
+        messages.mark_clean(token)
+
+
+def state_of(session: Session) -> StoredState | None:
+    """The stored snapshot a session object was loaded or last saved at, if any."""
+    state = session._stored
+    if (
+        isinstance(state, StoredState)
+        and state.session_id == session.id
+        and state.owner == session.owner
+    ):
+        return state
+    return None
+
+
+def session_from_state(state: StoredState) -> Session:
+    """A new Session object holding exactly what `state` describes."""
+    messages = MessageList(state.messages)
+    messages.mark_clean(state)
+    session = Session.model_construct(
+        id=state.session_id,
+        agent_id=state.agent_id,
+        owner=state.owner,
+        messages=messages,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        metadata={key: json.loads(value) for key, value in state.metadata_json.items()},
+    )
+    session._stored = state
+    return session

@@ -29,9 +29,10 @@ from sqlalchemy import (
 )
 
 from sqlsessions import statements as sql
+from sqlsessions.append_operation import as_message
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
 from sqlsessions.models import Message, check_session_id
-from sqlsessions.operations import Operation, Steps, StoreCore, Transaction, as_message, utcnow
+from sqlsessions.operations import Operation, Steps, StoreCore, Transaction, utcnow
 from sqlsessions.schema import (
     archived_messages,
     archived_tool_calls,

@@ -18,19 +18,21 @@ from typing import Any
 
 from sqlalchemy import Executable
 
-from sqlsessions import append_statements as append_sql
 from sqlsessions import statements as sql
+from sqlsessions.append_operation import append_operation
 from sqlsessions.cache import DEFAULT_CACHE_SIZE, SessionCache
 from sqlsessions.changes import (
     StoredMetadata,
     StoredState,
     check_new_messages,
+    checkpoint,
     metadata_as_json,
     plan_save,
+    session_from_state,
+    state_of,
 )
 from sqlsessions.errors import ConflictError, InvalidInputError, SessionNotFoundError
 from sqlsessions.models import (
-    Message,
     MessageList,
     Session,
     check_session_fields,
@@ -44,80 +46,18 @@ from sqlsessions.steps import close_snapshot, open_snapshot, plain_rows
 from sqlsessions.steps import drive_async as drive_async
 from sqlsessions.steps import drive_sync as drive_sync
 from sqlsessions.steps import utcnow as utcnow
-from sqlsessions.validation import check_text
 
 GET_OR_CREATE_ATTEMPTS = 100
 """How often `get` re-runs its load-or-create when each created row is deleted at once."""
-MAX_IDEMPOTENCY_KEY_LENGTH = 64
-
-
-def check_idempotency_key(key: Any) -> str:
-    """`key` if it can identify an append (1 to 64 characters), else InvalidInputError."""
-    check_text(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
-    if not key:
-        raise InvalidInputError("idempotency_key", "must not be empty")
-    return str(key)
-
-
-def as_message(value: Any, field: str) -> Message:
-    """`value` as a Message (a Message, or a mapping in the Go JSON form)."""
-    if isinstance(value, Message):
-        return value
-    if isinstance(value, dict):
-        try:
-            return Message.model_validate(value)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{field}.{exc.field}", exc.reason) from exc
-    raise InvalidInputError(field, f"must be a Message, not {type(value).__name__}")
-
-
-def checkpoint(messages: list[Message], token: object) -> None:
-    """Mark the message list clean as of the save being planned (before any statement runs,
-    so edits made while the save is in flight count as changes for the next one)."""
-    if isinstance(messages, MessageList):
-        messages.mark_clean(token)
-
-
-def state_of(session: Session) -> StoredState | None:
-    """The stored snapshot a session object was loaded or last saved at, if any."""
-    state = session._stored
-    if (
-        isinstance(state, StoredState)
-        and state.session_id == session.id
-        and state.owner == session.owner
-    ):
-        return state
-    return None
-
-
-def session_from_state(state: StoredState) -> Session:
-    """A new Session object holding exactly what `state` describes."""
-    messages = MessageList(state.messages)
-    messages.mark_clean(state)
-    session = Session.model_construct(
-        id=state.session_id,
-        agent_id=state.agent_id,
-        owner=state.owner,
-        messages=messages,
-        created_at=state.created_at,
-        updated_at=state.updated_at,
-        metadata={key: json.loads(value) for key, value in state.metadata_json.items()},
-    )
-    session._stored = state
-    return session
 
 
 @functools.cache
-def dialect_statements(dialect: str, schema: str | None = None) -> dict[str, Executable]:
-    """The statements built per dialect (and PostgreSQL schema), built once per process:
+def dialect_statements(dialect: str) -> dict[str, Executable]:
+    """The statements built per dialect, built once per process:
     every store and every scoped view shares them (so each is compiled once per engine)."""
     return {
         "insert_session": sql.insert_session_if_absent(dialect),
         "upsert_metadata": sql.upsert_metadata(dialect),
-        "append_in_transaction": append_sql.upsert_session_for_append(dialect),
-        "append_after_key_check": append_sql.upsert_session_values_for_append(dialect),
-        "advance_for_append": append_sql.advance_session_for_append(),
-        "append_call": append_sql.append_call(schema if dialect == "postgresql" else None),
     }
 
 
@@ -144,13 +84,9 @@ class StoreCore:
         # and a single statement is atomic on its own. SQLite keeps its transactions (a read
         # transaction there is one snapshot, and writers need BEGIN IMMEDIATE).
         self.single_statements_atomic = dialect == "postgresql"
-        built = dialect_statements(dialect, schema)
+        built = dialect_statements(dialect)
         self._insert_session = built["insert_session"]
         self._upsert_metadata = built["upsert_metadata"]
-        self._append_call = built["append_call"]  # PostgreSQL: the whole append in one call
-        self._append_in_transaction = built["append_in_transaction"]  # upsert, guarded by key
-        self._advance_for_append = built["advance_for_append"]  # update of a live session
-        self._create_for_append = built["append_after_key_check"]  # upsert, unguarded
         self.citus = False
         """The server is a Citus coordinator (learnt at first use, see `detect_server`)."""
         self.server_known = False
@@ -210,7 +146,7 @@ class StoreCore:
                         raise SessionNotFoundError(session_id)
                     state = yield from self._create_empty(session_id, now)
                     if state is None:
-                        yield from self._check_not_another_agents(session_id, now)
+                        yield from self.check_not_another_agents(session_id, now)
                 if state is not None:
                     tx.after_commit(functools.partial(self._remember, state))
                     return session_from_state(state)
@@ -321,7 +257,7 @@ class StoreCore:
         created = yield from self._insert_state(state, now)
         return state if created else None
 
-    def _check_not_another_agents(self, session_id: str, now: datetime) -> Steps[None]:
+    def check_not_another_agents(self, session_id: str, now: datetime) -> Steps[None]:
         """ConflictError when the id is taken by a live session of another agent of this
         owner (agents share their owner's id space); nothing when it is not."""
         if self.scope.agent_id is None:
@@ -414,12 +350,12 @@ class StoreCore:
             incarnation=sql.new_incarnation(),
         )
         if not (yield from self._insert_state(state, now)):
-            yield from self._check_not_another_agents(session.id, now)
+            yield from self.check_not_another_agents(session.id, now)
             raise ConflictError(
                 f"session {session.id!r} already exists and this Session object was not loaded "
                 "from the store: load it with store.get(), apply your changes, and save that"
             )
-        yield from self._insert_messages(session.id, 1, messages, now)
+        yield from self.insert_messages(session.id, 1, messages, now)
         yield from self._write_metadata(session.id, metadata_json, [])
         return state
 
@@ -466,7 +402,7 @@ class StoreCore:
                     {"sid": session.id, "keep_from": plan.keep_from, "keep_to": plan.keep_to}
                 ),
             )
-        yield from self._insert_messages(session.id, state.last_seq + 1, plan.new_messages, now)
+        yield from self.insert_messages(session.id, state.last_seq + 1, plan.new_messages, now)
         yield from self._write_metadata(session.id, plan.metadata_upserts, plan.metadata_deletes)
         metadata_json = state.metadata_json
         if plan.metadata_upserts or plan.metadata_deletes:
@@ -498,7 +434,7 @@ class StoreCore:
             **changes,
         )
 
-    def _insert_messages(
+    def insert_messages(
         self,
         session_id: str,
         first_seq: int,
@@ -543,89 +479,8 @@ class StoreCore:
     def append(
         self, session_id: str, messages: tuple[Any, ...], idempotency_key: str | None = None
     ) -> Operation[int]:
-        """Add messages at positions the database assigns; never conflicts. Returns the version.
-
-        Exactly once: the call's key (the caller's, or one made here, once, so that every
-        retry of the steps carries the same) is stored on its first message, and an append
-        whose key already landed in the session writes nothing and returns its version. (On
-        SQLite only the caller's key is stored: see `keyed` below.)
-        """
-        check_session_id(session_id)
-        new_key, new_incarnation = append_sql.new_append_tokens()
-        append_key = new_key if idempotency_key is None else check_idempotency_key(idempotency_key)
-        new_messages = [as_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
-        if not new_messages:
-            raise InvalidInputError("messages", "give at least one message to append")
-        n = len(new_messages)
-        # One call of the append function on PostgreSQL; a transaction of single-shard
-        # statements on SQLite, on Citus, and before the first use has told which server
-        # this is (right on either).
-        in_one_call = self.dialect == "postgresql" and self.server_known and not self.citus
-        # Citus cannot route the upsert's in-statement guard against a landed key (a subquery
-        # whose parameters reach the worker untyped): check the key first, then upsert.
-        key_first = self.dialect == "postgresql" and not in_one_call
-        # SQLite has no connection to drop between a commit and its reply: an attempt that
-        # failed wrote nothing, so a key the store made up would never be looked for. Only
-        # the caller's own key is stored (and its index entry and guard paid for) there:
-        # without one, the append advances the row and creates it only when that wrote nothing.
-        keyed = idempotency_key is not None or self.dialect != "sqlite"
-        statement = (
-            self._append_call
-            if in_one_call
-            else self._create_for_append
-            if key_first
-            else self._append_in_transaction
-            if keyed
-            else self._advance_for_append
-        )
-        attempts = 0
-
-        def steps(tx: Transaction) -> Steps[int]:
-            nonlocal attempts
-            attempts += 1
-            now = utcnow()
-            params: dict[str, Any] = {
-                "sid": session_id,
-                "n": n,
-                "now": now,
-                "expires_at": self.expiry(now),
-                "append_key": append_key,
-                "new_incarnation": new_incarnation,  # used only if this creates the row
-                **self.scope.params,
-            }
-            if in_one_call:  # everything travels inside the one call
-                params.update(append_sql.append_json_params(new_messages))
-                # A retry: the key may have landed (a reply lost after commit, or the
-                # unguarded first attempt failed on the key's unique index): go straight to
-                # the upsert, which writes nothing then.
-                params["guarded"] = attempts > 1
-            if key_first:
-                landed = (yield append_sql.select_append_landed, params).first()
-                if landed is not None:
-                    return int(landed.version)
-            row = _advanced((yield statement, params))
-            if row is None and statement is self._advance_for_append:
-                # No live session advanced: create it (or advance it, if another writer
-                # created it meanwhile).
-                row = (yield self._create_for_append, params).first()
-            if row is None and keyed:  # wrote nothing: did this key land already (a retry)?
-                landed = (yield append_sql.select_append_landed, params).first()
-                if landed is not None:
-                    return int(landed.version)
-            if row is None:  # expired but not yet reaped: start afresh
-                yield sql.delete_expired_session, params
-                row = _advanced((yield self._create_for_append if not keyed else statement, params))
-            if row is None:
-                yield from self._check_not_another_agents(session_id, now)
-                raise ConflictError(f"session {session_id!r} could not be revived for append")
-            if not in_one_call:
-                first_seq = row.last_seq - n + 1
-                yield from self._insert_messages(
-                    session_id, first_seq, new_messages, now, append_key if keyed else None
-                )
-            return int(row.version)
-
-        return Operation(steps, writes=True, autocommit=in_one_call, direct=True)
+        """Add messages at positions the database assigns, exactly once (`append_operation`)."""
+        return append_operation(self, session_id, messages, idempotency_key)
 
     def delete(self, session_id: str) -> Operation[None]:
         """Remove a session and all its rows; a missing session is not an error."""
@@ -659,10 +514,3 @@ class StoreCore:
             tx.after_commit(refresh_cache)
 
         return Operation(steps, writes=True, autocommit=self.single_statements_atomic, direct=True)
-
-
-def _advanced(result: Any) -> Any:
-    """The row (new `last_seq`, `version`) of a statement that advanced the session for an
-    append, or None when it wrote nothing: no row, or the append procedure's row of NULLs."""
-    row = result.first()
-    return None if row is None or row.last_seq is None else row

@@ -23,6 +23,7 @@ from typing import IO, Any, Literal
 
 from sqlalchemy import update
 
+from sqlsessions.changes import state_of
 from sqlsessions.engine import is_database_error, wrap_error
 from sqlsessions.errors import (
     ConflictError,
@@ -32,7 +33,6 @@ from sqlsessions.errors import (
     StorageError,
 )
 from sqlsessions.models import Session
-from sqlsessions.operations import state_of
 from sqlsessions.queries import MAX_PAGE_SIZE
 from sqlsessions.record_reader import MAX_RECORD_CHARS, BadRecord, Record, RecordReader
 from sqlsessions.schema import sessions as sessions_table
