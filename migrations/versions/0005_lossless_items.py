@@ -18,7 +18,6 @@ with its projected role and text) and restores the views of revision 0003.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from sqlsessions.migration_support import migration_schema, schema_prefix
+from sqlsessions.migration_support import load_revision, migration_schema, schema_prefix
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -136,9 +135,4 @@ def _drop_views(q: str) -> None:
 
 def _revision_0003() -> ModuleType:
     """Revision 0003's module (its view definitions are the ones a downgrade restores)."""
-    path = Path(__file__).with_name("0003_analytics_views.py")
-    spec = importlib.util.spec_from_file_location("sqlsessions_migration_0003", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_revision(Path(__file__).with_name("0003_analytics_views.py"))

@@ -29,14 +29,12 @@ than the function, as much as preparing the function's statement would save.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
 from alembic import op
 
-from sqlsessions.migration_support import schema_prefix
+from sqlsessions.migration_support import load_revision, schema_prefix
 
 revision: str = "0010"
 down_revision: str | None = "0009"
@@ -54,39 +52,12 @@ ARGUMENT_TYPES = (
     " bigint, bigint"
 )
 
-BODY = """
-#variable_conflict use_column
-DECLARE
-    v_last_seq bigint;
-    v_version bigint;
-BEGIN
-    IF NOT p_guarded THEN
-        UPDATE {q}sessions AS s
-        SET last_seq = s.last_seq + p_n, message_count = s.message_count + p_n,
-            version = s.version + 1, updated_at = p_now, expires_at = p_expires_at
-        WHERE s.id = p_sid AND s.owner = p_owner AND (p_agent = '' OR s.agent_id = p_agent)
-          AND (s.expires_at IS NULL OR s.expires_at > p_now)
-        RETURNING s.last_seq, s.version INTO v_last_seq, v_version;
-    END IF;
-    IF v_last_seq IS NULL THEN
-        INSERT INTO {q}sessions AS s (agent_id, created_at, updated_at, expires_at, version,
-            rewrite_version, last_seq, message_count, id, owner, incarnation)
-        SELECT p_agent, p_now, p_now, p_expires_at, 1, 1, p_n, p_n, p_sid, p_owner,
-            p_new_incarnation
-        WHERE NOT EXISTS (
-            SELECT 1 FROM {q}messages AS m
-            WHERE m.session_id = p_sid AND m.owner = p_owner AND m.append_key = p_append_key)
-        ON CONFLICT (id, owner) DO UPDATE
-        SET last_seq = s.last_seq + p_n, message_count = s.message_count + p_n,
-            version = s.version + 1, updated_at = p_now, expires_at = p_expires_at
-        WHERE (s.expires_at IS NULL OR s.expires_at > p_now)
-          AND s.owner = p_owner AND (p_agent = '' OR s.agent_id = p_agent)
-        RETURNING s.last_seq, s.version INTO v_last_seq, v_version;
-        IF v_last_seq IS NULL THEN
-            RETURN;
-        END IF;
-    END IF;
-    INSERT INTO {q}messages (session_id, owner, seq, role, content, name, tool_call_id,
+_PREVIOUS = load_revision(Path(__file__).with_name("0009_append_function.py"))
+
+# The session bookkeeping is 0009's, word for word; the rows are read by position.
+BODY = (
+    _PREVIOUS.BODY[: _PREVIOUS.BODY.index("    INSERT INTO {q}messages")]
+    + """    INSERT INTO {q}messages (session_id, owner, seq, role, content, name, tool_call_id,
         created_at, kind, item_format, item, model, input_tokens, output_tokens,
         cached_tokens, reasoning_tokens, append_key)
     SELECT p_sid, p_owner, v_last_seq - p_n + r.ord, r.m->>0, r.m->>1, r.m->>2, r.m->>3,
@@ -103,22 +74,13 @@ BEGIN
     version := v_version;
 END
 """
-
-
-def _revision_0009() -> ModuleType:
-    """Migration 0009, loaded from its file beside this one (revision files are not a package)."""
-    path = Path(__file__).with_name("0009_append_function.py")
-    spec = importlib.util.spec_from_file_location("sqlsessions_revision_0009", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+)
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    _revision_0009().downgrade()  # drops the function: the procedure takes its name
+    _PREVIOUS.downgrade()  # drops the function: the procedure takes its name
     q = schema_prefix()
     op.execute(
         f"CREATE PROCEDURE {q}sqlsessions_append({SIGNATURE})"
@@ -130,4 +92,4 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(f"DROP PROCEDURE {schema_prefix()}sqlsessions_append({ARGUMENT_TYPES})")
-    _revision_0009().upgrade()
+    _PREVIOUS.upgrade()
